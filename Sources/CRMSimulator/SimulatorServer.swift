@@ -1,0 +1,121 @@
+import CRMSyncCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+
+/// The CRM simulator as an HTTP server on loopback: one CRM's wire format, the account's rate
+/// limit answered with that CRM's 429, and injected faults.
+public struct SimulatorServer: Sendable {
+    public let kind: CRMKind
+    public let state: SimulatorState
+    /// The token clients must send (`Authorization: Bearer …`).
+    public let token: String
+
+    public init(kind: CRMKind, state: SimulatorState, token: String = "sim-token") {
+        self.kind = kind
+        self.state = state
+        self.token = token
+    }
+
+    /// A ready-to-run application bound to `host:port` (0 picks a free port, reported to `onRunning`).
+    public func application(
+        host: String = "127.0.0.1", port: Int = 0, logger: Logger? = nil, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        let state = self.state
+        let token = self.token
+        let guarded: Guard = { request, search, handler in
+            try await Self.guarded(request: request, search: search, state: state, token: token, handler: handler)
+        }
+        switch kind {
+        case .hubspot:
+            HubSpotAPI(state: state).register(on: router, guarded: guarded)
+        case .salesforce, .pipedrive:
+            break
+        }
+        router.get("/_sim/health") { _, _ in "ok" }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "crm-simulator"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger ?? Logger(label: "crm-simulator"))
+    }
+
+    /// Authentication, the enforced rate limit, then injected faults, in that order.
+    static func guarded(
+        request: Request, search: Bool, state: SimulatorState, token: String,
+        handler: @Sendable () async throws -> SimResponse
+    ) async throws -> Response {
+        let path = request.uri.path
+        let authorization = request.headers[.authorization] ?? ""
+        guard authorization == "Bearer \(token)" else {
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 401))
+            return json(401, ["status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"]).response
+        }
+        let faults = await state.faults
+        if await !state.admit(search: search) {
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
+            return rateLimited(search: search, retryAfter: nil).response
+        }
+        if await state.roll(faults.rateLimited) {
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
+            return rateLimited(search: search, retryAfter: faults.retryAfterSeconds).response
+        }
+        if await state.roll(faults.serverError) {
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 500))
+            return json(500, ["status": "error", "message": "internal error", "category": "INTERNAL_ERROR"]).response
+        }
+        if await state.roll(faults.unavailable) {
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 503))
+            return json(503, ["status": "error", "message": "Service Unavailable", "category": "SERVICE_UNAVAILABLE"]).response
+        }
+        if await state.roll(faults.hang) {
+            try await Task.sleep(for: faults.hangDuration)
+        } else if await state.roll(faults.slow) {
+            try await Task.sleep(for: .milliseconds(300 + 100 * Int64(await state.randomInt(0..<5))))
+        }
+        var response = try await handler()
+        if (200..<300).contains(response.status), await state.roll(faults.truncate) {
+            // The body ends half way through the JSON.
+            response.body = response.body.prefix(response.body.count / 2)
+        }
+        return response.response
+    }
+
+    static func rateLimited(search: Bool, retryAfter: Int?) -> SimResponse {
+        var response = json(429, [
+            "status": "error", "message": search ? "You have reached your secondly limit." : "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT", "correlationId": UUID().uuidString.lowercased(),
+            "policyName": search ? "SECONDLY" : "TEN_SECONDLY_ROLLING",
+        ])
+        response.headers["X-HubSpot-RateLimit-Max"] = search ? "5" : "100"
+        response.headers["X-HubSpot-RateLimit-Remaining"] = "0"
+        if let retryAfter { response.headers["Retry-After"] = "\(retryAfter)" }
+        return response
+    }
+
+    static func json(_ status: Int, _ object: Any) -> SimResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return SimResponse(status: status, body: data)
+    }
+}
+
+typealias Guard = @Sendable (Request, Bool, @escaping @Sendable () async throws -> SimResponse) async throws -> Response
+
+/// A response before faults are applied to it.
+struct SimResponse: Sendable {
+    var status: Int
+    var body: Data
+    var headers: [String: String] = [:]
+
+    var response: Response {
+        var fields: HTTPFields = [.contentType: "application/json;charset=utf-8"]
+        for (name, value) in headers { if let field = HTTPField.Name(name) { fields[field] = value } }
+        return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+

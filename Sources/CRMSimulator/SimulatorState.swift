@@ -1,0 +1,99 @@
+import CRMSyncCore
+import Foundation
+
+/// The simulator's mutable state: data, rate-limit buckets, fault dice and the request log.
+public actor SimulatorState {
+    public struct LoggedRequest: Sendable, Equatable {
+        public var method: String
+        public var path: String
+        /// A fingerprint of what was asked (search anchor and `after`, list `after`).
+        public var page: String
+        public var status: Int
+    }
+
+    public private(set) var data: SimulatedDataset
+    public var faults: FaultSpec
+    private var rng: SeededRandom
+    public private(set) var log: [LoggedRequest] = []
+    private let clock: @Sendable () -> Date
+
+    /// Requests per second the simulated account allows (general, search), enforced with 429s.
+    public var rateLimit: (general: Double, search: Double)
+    private var buckets: [String: (tokens: Double, at: Date)] = [:]
+
+    public init(
+        data: SimulatedDataset, faults: FaultSpec = .none, seed: UInt64 = 1,
+        rateLimit: (general: Double, search: Double) = (10, 5), clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.data = data
+        self.faults = faults
+        rng = SeededRandom(seed: seed ^ 0xFA17)
+        self.rateLimit = rateLimit
+        self.clock = clock
+    }
+
+    public func setFaults(_ spec: FaultSpec) { faults = spec }
+    public func setRateLimit(general: Double, search: Double) { rateLimit = (general, search) }
+    public func clearLog() { log.removeAll() }
+    public func record(_ entry: LoggedRequest) { log.append(entry) }
+    public func roll(_ p: Double) -> Bool { rng.chance(p) }
+    public func randomInt(_ range: Range<Int>) -> Int { Int.random(in: range, using: &rng) }
+    public var now: Date { clock() }
+
+    /// Takes a token from the account's bucket; false means answer 429. Buckets hold one second's worth.
+    public func admit(search: Bool) -> Bool {
+        let key = search ? "search" : "general"
+        let rate = search ? rateLimit.search : rateLimit.general
+        let now = Date()
+        var bucket = buckets[key] ?? (rate, now)
+        bucket.tokens = min(rate, bucket.tokens + now.timeIntervalSince(bucket.at) * rate)
+        bucket.at = now
+        defer { buckets[key] = bucket }
+        guard bucket.tokens >= 1 else { return false }
+        bucket.tokens -= 1
+        return true
+    }
+
+    public func records(_ object: String) -> [Int: SimRecord] { data.objects[object] ?? [:] }
+    public func linked(_ key: String, from id: Int) -> [Int] { data.associations[key]?[id] ?? [] }
+
+    /// A change made by a salesperson while a sync runs: new stage (appended to the history), new
+    /// amount, new stamp. `backdated` gives it a stamp in the past, as a lagging search index would.
+    public func mutateRandomDeal(backdated: Bool) {
+        guard let deals = data.objects["deals"], !deals.isEmpty else { return }
+        let ids = deals.keys.sorted()
+        let id = ids[Int.random(in: 0..<ids.count, using: &rng)]
+        guard var deal = deals[id], !deal.archived else { return }
+        var stamp = CRMTimestamp.millis(clock())
+        if backdated { stamp -= 30_000 }
+        stamp = max(stamp, deal.updatedAt + 1)
+        let stages = data.pipelineStages
+        let next = stages[Int.random(in: 0..<stages.count, using: &rng)]
+        if next != deal.properties["dealstage"] {
+            deal.properties["dealstage"] = next
+            deal.stageHistory.append((next, stamp))
+            if next == "closedwon" || next == "closedlost" {
+                deal.properties["closedate"] = CRMTimestamp.iso(Date(ms: stamp))
+            }
+        }
+        deal.properties["amount"] = "\(Int.random(in: 10...300, using: &rng) * 10_000)"
+        deal.properties["hs_lastmodifieddate"] = CRMTimestamp.iso(Date(ms: stamp))
+        deal.updatedAt = stamp
+        data.objects["deals"]![id] = deal
+    }
+
+    /// Creates a record through the API (tasks created by the nurture engine for owners).
+    public func create(_ object: String, properties: [String: String], associations: [(String, Int)]) -> SimRecord {
+        data.nextID += 1
+        let stamp = CRMTimestamp.millis(clock())
+        var props = properties
+        props["hs_lastmodifieddate"] = CRMTimestamp.iso(Date(ms: stamp))
+        props["hs_createdate"] = CRMTimestamp.iso(Date(ms: stamp))
+        let record = SimRecord(id: data.nextID, properties: props, createdAt: stamp, updatedAt: stamp)
+        data.objects[object, default: [:]][record.id] = record
+        for (to, id) in associations {
+            data.associations["\(object)->\(to)", default: [:]][record.id, default: []].append(id)
+        }
+        return record
+    }
+}

@@ -1,0 +1,160 @@
+import AsyncHTTPClient
+import CRMSyncConfig
+import CRMSyncConnectors
+import CRMSyncCore
+import CRMSyncStorage
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+
+/// Runs one sync of one connector: every stream from its cursor (or from scratch with `full`),
+/// page by page, each page and its cursor committed together; then the delete channels; with
+/// `full`, records the CRM no longer returns are marked deleted.
+public struct SyncEngine: Sendable {
+    public struct Summary: Sendable, CustomStringConvertible {
+        public var connector: String
+        public var records = 0
+        public var pages = 0
+        public var stageChanges = 0
+        public var deletions = 0
+        public var stale = 0
+        public var retries = 0
+        public var rateLimited = 0
+        public var requests = 0
+        public var unmappedStages: Set<String> = []
+        public var seconds = 0.0
+
+        public var description: String {
+            let rate = seconds > 0 ? Double(records) / seconds : 0
+            var line = "\(connector): \(records) records in \(pages) pages, \(stageChanges) stage changes, \(deletions) deletions, \(requests) requests, \(retries) retries, \(rateLimited) rate-limited, \(String(format: "%.1f", seconds)) s (\(Int(rate)) records/s)"
+            if !unmappedStages.isEmpty { line += "; unmapped stages: \(unmappedStages.sorted().joined(separator: ", "))" }
+            return line
+        }
+    }
+
+    public let config: ConnectorConfig
+    public let connector: any CRMConnector
+    public let client: PostgresClient
+    public let logger: Logger
+    /// Receives a progress line now and then (stderr in the CLI).
+    public let progress: @Sendable (String) -> Void
+
+    public init(config: ConnectorConfig, connector: any CRMConnector, client: PostgresClient, logger: Logger, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.config = config
+        self.connector = connector
+        self.client = client
+        self.logger = logger
+        self.progress = progress
+    }
+
+    public func run(full: Bool) async throws -> Summary {
+        let started = ContinuousClock.now
+        var summary = Summary(connector: config.name)
+        let writer = RecordWriter(connector: config.name, mapping: config.mapping)
+        try await registerConnector()
+        var lastProgress = ContinuousClock.now
+        for stream in connector.streams {
+            let cursor = full ? SyncCursor.start : try await CursorStore.load(connector: config.name, stream: stream.key, client: client, logger: logger)
+            let anchor = full ? nil : cursor.anchor(overlap: config.overlap)
+            var position = cursor
+            var seen: Set<String> = []
+            var pager = connector.pager(for: stream, anchor: anchor, cursor: cursor)
+            while let page = try await pager.next() {
+                position = position.advanced(over: page.stamps)
+                let outcome = try await writer.commit(page.batch, cursor: (stream.key, position), client: client, logger: logger)
+                if full { seen.formUnion(page.ids) }
+                summary.pages += 1
+                summary.records += page.batch.count
+                summary.stageChanges += outcome.stageChanges
+                summary.deletions += outcome.deletions
+                summary.stale += outcome.stale
+                summary.unmappedStages.formUnion(outcome.unmappedStages)
+                Counter(label: "crm_sync_records_total", dimensions: [("connector", config.name), ("stream", stream.key)]).increment(by: page.batch.count)
+                if ContinuousClock.now - lastProgress > .seconds(2) {
+                    lastProgress = ContinuousClock.now
+                    let elapsed = (ContinuousClock.now - started).seconds
+                    progress("\(config.name) \(stream.key): \(summary.records) records, \(summary.pages) pages, \(Int(Double(summary.records) / max(elapsed, 0.001))) records/s, \(connector.http.stats.retries) retries")
+                }
+            }
+            // Deletes have their own channel; a deletion is applied with no cursor change.
+            let deletions = try await connector.deletions(for: stream, since: full ? nil : anchor)
+            if !deletions.isEmpty {
+                var batch = RecordBatch()
+                batch.deletions = deletions
+                let outcome = try await writer.commit(batch, cursor: nil, client: client, logger: logger)
+                summary.deletions += outcome.deletions
+            }
+            if full, let table = Self.table(for: stream) {
+                summary.deletions += try await markVanished(table: table, stream: stream, seen: seen)
+                try await client.query(
+                    "UPDATE crm.sync_cursors SET last_full_sync_at = now() WHERE connector = \(config.name) AND stream = \(stream.key)",
+                    logger: logger)
+            }
+        }
+        summary.retries = connector.http.stats.retries
+        summary.rateLimited = connector.http.stats.rateLimited
+        summary.requests = connector.http.stats.requests
+        summary.seconds = (ContinuousClock.now - started).seconds
+        Gauge(label: "crm_sync_last_success_timestamp_seconds", dimensions: [("connector", config.name)]).record(Date().timeIntervalSince1970)
+        return summary
+    }
+
+    static func table(for stream: SyncStream) -> String? {
+        switch stream.objectType {
+        case .accounts: "crm.accounts"
+        case .contacts: "crm.contacts"
+        case .deals: "crm.deals"
+        default: nil
+        }
+    }
+
+    /// After a full read, rows the CRM did not return at all are gone from it: mark them deleted.
+    private func markVanished(table: String, stream: SyncStream, seen: Set<String>) async throws -> Int {
+        let ids = Array(seen)
+        let rows = try await client.query(
+            PostgresQuery(unsafeSQL: """
+                UPDATE \(table) SET deleted = true, synced_at = now()
+                 WHERE connector = $1 AND NOT deleted AND NOT (external_id = ANY($2))
+                RETURNING 1
+                """, binds: {
+                    var binds = PostgresBindings()
+                    binds.append(config.name)
+                    binds.append(ids)
+                    return binds
+                }()),
+            logger: logger
+        ).collect()
+        return rows.count
+    }
+
+    private func registerConnector() async throws {
+        try await client.query(
+            """
+            INSERT INTO crm.connectors (name, kind, base_url) VALUES (\(config.name), \(config.kind.rawValue), \(config.baseURL))
+            ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url, updated_at = now()
+            """, logger: logger)
+    }
+}
+
+/// Builds the connector a config names.
+public enum ConnectorFactory {
+    public static func make(_ config: ConnectorConfig, http: HTTPClient, logger: Logger, timeout: Duration = .seconds(30)) throws -> any CRMConnector {
+        let client = CRMHTTPClient(
+            connector: config.name, http: http, requestsPerSecond: config.requestsPerSecond,
+            searchRequestsPerSecond: config.searchRequestsPerSecond,
+            retry: RetryPolicy(maxAttempts: config.maxAttempts), authorization: [("Authorization", "Bearer \(config.token)")],
+            timeout: timeout, logger: logger)
+        switch config.kind {
+        case .hubspot:
+            return HubSpotConnector(name: config.name, baseURL: config.baseURL, http: client, pageSize: config.pageSize,
+                                    marginField: config.mapping.grossMarginField)
+        case .salesforce, .pipedrive:
+            throw ConnectorError.unsupported(connector: config.name, what: "the \(config.kind.rawValue) connector (not built yet)")
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,235 @@
+import ArgumentParser
+import AsyncHTTPClient
+import CRMSimulator
+import CRMSyncApp
+import CRMSyncConfig
+import CRMSyncCore
+import CRMSyncServer
+import CRMSyncStorage
+import Foundation
+import Hummingbird
+import Logging
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Config file (default crm-sync.yaml, or $CRM_SYNC_CONFIG). DATABASE_URL overrides its database_url; without either, a private PostgreSQL cluster under .crm-sync/ is used.")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default $LOG_LEVEL or notice).")
+    var logLevel: String?
+
+    func runtime() throws -> Runtime {
+        let environment = ProcessInfo.processInfo.environment
+        var logger = Logger(label: "crm-sync")
+        logger.logLevel = Logger.Level(rawValue: logLevel ?? environment["LOG_LEVEL"] ?? "notice") ?? .notice
+        let config = try Runtime.loadConfig(path: config, environment: environment)
+        return Runtime(config: config, logger: logger, environment: environment)
+    }
+}
+
+func stderr(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Turns any failure into one clear line on stderr and a non-zero exit.
+func reportingFailures(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CleanExit {
+        throw error
+    } catch {
+        stderr("crm-sync: \(DatabaseError.describe(error))")
+        throw ExitCode.failure
+    }
+}
+
+@main
+struct CRMSync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crm-sync",
+        abstract: "Keeps a B2B marketing programme in step with the sales team's CRM.",
+        discussion: """
+            Polls HubSpot (and, soon, Salesforce and Pipedrive) incrementally into PostgreSQL, receives CRM and \
+            marketing webhooks, and reports ROI per campaign under several attribution models.
+            Start with `crm-sync demo`: it needs no configuration.
+            """,
+        subcommands: [Migrate.self, Sync.self, Serve.self, Report.self, Costs.self, Demo.self, Simulate.self])
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply sql/*.sql in order, once each (safe to run twice, and from two processes at once).")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await reportingFailures {
+            let runtime = try global.runtime()
+            let applied = try await runtime.withDatabase(migrate: false) { client in
+                try await Migrator(directory: Migrator.locateDirectory()).migrate(client: client, logger: runtime.logger)
+            }
+            print(applied.isEmpty ? "migrations: already current" : "migrations applied: \(applied.joined(separator: ", "))")
+        }
+    }
+}
+
+struct Sync: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Poll the configured CRMs incrementally into PostgreSQL; progress on stderr.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Sync only this connector (its `name` in the config).") var connector: String?
+    @Flag(help: "Run once and exit (the default).") var once = false
+    @Option(help: "Run again every DURATION (e.g. 5m) until interrupted.") var every: String?
+    @Flag(help: "Re-read everything instead of resuming from the cursors, and mark records the CRM no longer has as deleted.") var full = false
+
+    func validate() throws {
+        if once, every != nil { throw ValidationError("--once and --every exclude each other") }
+        if let every, DurationText.parse(every) == nil { throw ValidationError("--every: expected a duration such as 30s, 5m or 1h") }
+    }
+
+    func run() async throws {
+        try await reportingFailures {
+            let runtime = try global.runtime()
+            let connectors = runtime.config.connectors.filter { connector == nil || $0.name == connector }
+            if let connector, connectors.isEmpty {
+                throw ValidationError("--connector: no connector named '\(connector)' in the config")
+            }
+            guard !connectors.isEmpty else { throw ValidationError("no connectors configured (see README: Configuration)") }
+            let interval = every.flatMap(DurationText.parse)
+            try await runtime.withDatabase { client in
+                repeat {
+                    for config in connectors {
+                        let summary = try await HTTPClient.shared.withConnector(config, logger: runtime.logger) { crm in
+                            try await SyncEngine(config: config, connector: crm, client: client, logger: runtime.logger, progress: stderr).run(full: full)
+                        }
+                        stderr("sync: \(summary)")
+                    }
+                    if let interval { try await Task.sleep(for: interval) }
+                } while interval != nil
+            }
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the webhook receiver with /healthz and /readyz; stops gracefully on SIGTERM.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 8080
+
+    func run() async throws {
+        try await reportingFailures {
+            let runtime = try global.runtime()
+            try await runtime.withDatabase { client in
+                let router = WebhookRouter(settings: .init(eventsSecret: runtime.config.events?.secret), client: client, logger: runtime.logger).router()
+                let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: runtime.logger)
+                stderr("serve: listening on http://\(host):\(port)")
+                try await app.runService()
+            }
+        }
+    }
+}
+
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read the reporting views.", subcommands: [ROI.self])
+
+    struct ROI: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "roi", abstract: "ROI per campaign: (attributed revenue × gross margin − cost) ÷ cost.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Attribution model: first_touch, last_touch, linear, u_shaped, w_shaped, time_decay (default: all).") var model: String?
+        @Option(help: "Output format: table, csv or json.") var format: String = "table"
+
+        func validate() throws {
+            guard ROIReport.Format(rawValue: format) != nil else { throw ValidationError("--format: expected table, csv or json") }
+            if let model, !["first_touch", "last_touch", "linear", "u_shaped", "w_shaped", "time_decay"].contains(model) {
+                throw ValidationError("--model: unknown model '\(model)'")
+            }
+        }
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                let attribution = runtime.config.attribution
+                let rows = try await runtime.withDatabase { client in
+                    try await ReportReader().refreshAttribution(
+                        grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
+                        halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
+                    return try await ReportReader().roi(model: model, client: client, logger: runtime.logger)
+                }
+                print(ROIReport.render(rows, format: ROIReport.Format(rawValue: format)!))
+            }
+        }
+    }
+}
+
+struct Costs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Programme costs.", subcommands: [Import.self])
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Import campaign,category,amount,currency,period rows (with a header). A bad row rejects the whole file; importing the same file twice changes nothing.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The CSV file.") var file: String
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw ValidationError("\(file): cannot read the file")
+                }
+                let lines: [CostLine]
+                do {
+                    lines = try CostCSV.parse(text)
+                } catch {
+                    stderr("crm-sync: \(file): \(error)")
+                    throw ExitCode.failure
+                }
+                let changed = try await runtime.withDatabase { client in
+                    try await CostStore().importLines(lines, client: client, logger: runtime.logger)
+                }
+                print("costs: \(lines.count) lines read from \(file), \(changed) rows added or changed")
+            }
+        }
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The main job on the embedded default: simulated CRM → sync → webhooks → costs → ROI report.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "How many deals the simulated CRM holds.") var deals = 2_000
+    @Option(help: "Seed of the simulated data.") var seed: UInt64 = 42
+
+    func run() async throws {
+        try await reportingFailures {
+            let runtime = try global.runtime()
+            try await CRMSyncApp.Demo(runtime: runtime, deals: deals, seed: seed, print: { Swift.print($0) }, progress: stderr).run()
+        }
+    }
+}
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stand-ins for outside systems.", subcommands: [CRM.self])
+
+    struct CRM: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "crm", abstract: "Serve a simulated CRM speaking its real wire format, with its rate limit and injected faults.")
+        @Option(help: "hubspot (salesforce and pipedrive: not built yet).") var kind: String = "hubspot"
+        @Option(help: "Port on 127.0.0.1 (0 picks a free one).") var port = 0
+        @Option(help: "Seed of the generated data.") var seed: UInt64 = 1
+        @Option(help: "How many deals to generate.") var records = 1_000
+        @Option(help: "Faults, e.g. 429=0.05,500=0.02,503=0.02,slow=0.02,hang=0.005,truncate=0.02,repeat=0.05,mutate=0.02,out_of_order=0.02, or 'all'.") var faults: String?
+        @Option(help: "Requests per second the account allows (search endpoints get half).") var rate: Double = 10
+        @Option(help: "The bearer token clients must send.") var token = "sim-token"
+
+        func validate() throws {
+            guard CRMKind(rawValue: kind) == .hubspot else { throw ValidationError("--kind: only hubspot is simulated so far") }
+            if let faults { _ = try FaultSpec(parsing: faults) }
+        }
+
+        func run() async throws {
+            let spec = try faults.map { try FaultSpec(parsing: $0) } ?? .none
+            let data = SimulatedDataset.generate(seed: seed, deals: records, now: Date())
+            let state = SimulatorState(data: data, faults: spec, seed: seed, rateLimit: (rate, max(rate / 2, 1)))
+            let server = SimulatorServer(kind: .hubspot, state: state, token: token)
+            let app = server.application(port: port, onRunning: { port in stderr("simulate: \(kind) on http://127.0.0.1:\(port) (token \(token))") })
+            try await app.runService()
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import CRMSyncCore
+import CRMSyncStorage
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import PostgresNIO
+
+/// The webhook receiver's HTTP surface. A 2xx means the events are committed in PostgreSQL.
+public struct WebhookRouter: Sendable {
+    public struct Settings: Sendable {
+        public var eventsSecret: String?
+        public var maxBodyBytes: Int
+        public init(eventsSecret: String?, maxBodyBytes: Int = 1 << 20) {
+            self.eventsSecret = eventsSecret
+            self.maxBodyBytes = maxBodyBytes
+        }
+    }
+
+    let settings: Settings
+    let client: PostgresClient
+    let logger: Logger
+    let now: @Sendable () -> Date
+    let ready: @Sendable () async -> Bool
+
+    public init(settings: Settings, client: PostgresClient, logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
+                ready: @escaping @Sendable () async -> Bool = { true }) {
+        self.settings = settings
+        self.client = client
+        self.logger = logger
+        self.now = now
+        self.ready = ready
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/healthz") { _, _ in "ok" }
+        router.get("/readyz") { _, _ -> Response in
+            let ok = await ready()
+            return Response(status: ok ? .ok : .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: ok ? "ready" : "not ready")))
+        }
+        router.post("/webhooks/events") { request, _ -> Response in
+            try await events(request)
+        }
+        return router
+    }
+
+    static func reply(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        let body = (try? JSONSerialization.data(withJSONObject: ["error": message])) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    func reject(_ endpoint: String, _ reason: String, _ status: HTTPResponse.Status, _ message: String) -> Response {
+        Counter(label: "crm_sync_webhook_rejects_total", dimensions: [("endpoint", endpoint), ("reason", reason)]).increment()
+        logger.notice("webhook rejected", metadata: ["endpoint": "\(endpoint)", "reason": "\(reason)"])
+        return Self.reply(status, message)
+    }
+
+    /// Standard Webhooks-signed engagement events: one event or an array.
+    func events(_ request: Request) async throws -> Response {
+        guard let secret = settings.eventsSecret, let signer = try? StandardWebhookSigner(secret: secret) else {
+            return reject("events", "not_configured", .notFound, "engagement events are not configured")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: settings.maxBodyBytes)
+        } catch {
+            return reject("events", "too_large", .contentTooLarge, "body over \(settings.maxBodyBytes) bytes")
+        }
+        let bytes = Data(buffer: body)
+        do {
+            try signer.verify(
+                id: request.headers[.init("webhook-id")!], timestamp: request.headers[.init("webhook-timestamp")!],
+                signatures: request.headers[.init("webhook-signature")!], body: bytes, now: now())
+        } catch {
+            return reject("events", "signature", .unauthorized, error.description)
+        }
+        let parsed: [InboxEvent]
+        switch Result(catching: { () throws(EngagementEventParser.ParseError) in try EngagementEventParser.parse(bytes) }) {
+        case .success(let events): parsed = events
+        case .failure(let error): return reject("events", "malformed", .badRequest, error.description)
+        }
+        do {
+            try await EventInbox().store(source: "events", events: parsed, client: client, logger: logger)
+        } catch {
+            logger.error("inbox write failed", metadata: ["error": "\(DatabaseError.describe(error))"])
+            return Self.reply(.serviceUnavailable, "could not store the events; retry")
+        }
+        Counter(label: "crm_sync_webhook_events_total", dimensions: [("endpoint", "events")]).increment(by: parsed.count)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"accepted\":\(parsed.count)}")))
+    }
+}
+
+/// Validates engagement event bodies (contract shape) without trusting anything in them.
+public enum EngagementEventParser {
+    public static let types: Set<String> = [
+        "email.sent", "email.delivered", "email.opened", "email.clicked", "email.unsubscribed", "email.bounced",
+        "form.submitted", "page.viewed", "webinar.attended", "meeting.booked",
+    ]
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Each event keeps its own `id`; a delivery of an array is deduplicated per event id.
+    public static func parse(_ body: Data) throws(ParseError) -> [InboxEvent] {
+        guard let json = try? JSONSerialization.jsonObject(with: body) else { throw ParseError(description: "body is not JSON") }
+        let items: [Any] = (json as? [Any]) ?? [json]
+        guard !items.isEmpty else { throw ParseError(description: "no events in the body") }
+        guard items.count <= 1000 else { throw ParseError(description: "more than 1000 events in one request") }
+        var result: [InboxEvent] = []
+        for (index, item) in items.enumerated() {
+            let place = items.count > 1 ? "event \(index): " : ""
+            guard let event = item as? [String: Any] else { throw ParseError(description: "\(place)expected an object") }
+            guard let type = event["type"] as? String, types.contains(type) else {
+                throw ParseError(description: "\(place)unknown or missing type")
+            }
+            guard let id = event["id"] as? String, !id.isEmpty, id.count <= 200 else { throw ParseError(description: "\(place)missing id") }
+            guard let occurred = (event["occurred_at"] as? String).flatMap(CRMTimestamp.parse) else {
+                throw ParseError(description: "\(place)occurred_at is not an ISO 8601 time")
+            }
+            guard let contact = event["contact"] as? [String: Any],
+                  (contact["email"] as? String) != nil || (contact["external_id"] as? String) != nil else {
+                throw ParseError(description: "\(place)contact needs an email or an external_id")
+            }
+            if let step = event["step"], !(step is NSNull), (step as? Int) == nil { throw ParseError(description: "\(place)step must be a whole number") }
+            guard let payload = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]) else {
+                throw ParseError(description: "\(place)cannot re-encode the event")
+            }
+            let key = (contact["external_id"] as? String) ?? (contact["email"] as? String)?.lowercased()
+            result.append(InboxEvent(deliveryID: id, eventType: type, occurredAt: occurred, recordKey: key,
+                                     payload: String(decoding: payload, as: UTF8.self)))
+        }
+        return result
+    }
+}

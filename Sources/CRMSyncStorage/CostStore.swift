@@ -1,0 +1,42 @@
+import CRMSyncCore
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Writes imported programme costs: one transaction per file; importing the same file twice
+/// leaves the same rows.
+public struct CostStore: Sendable {
+    public init() {}
+
+    struct Row: Encodable {
+        var campaign: String, category: String, amount: String, currency: String, period: String
+    }
+
+    @discardableResult
+    public func importLines(_ lines: [CostLine], client: PostgresClient, logger: Logger) async throws -> Int {
+        let rows = lines.map {
+            Row(campaign: $0.campaign, category: $0.category, amount: NSDecimalNumber(decimal: $0.amount).stringValue,
+                currency: $0.currency, period: $0.period)
+        }
+        let json = try RecordWriter.json(rows)
+        return try await client.withTransaction(logger: logger) { connection in
+            try await connection.query(
+                """
+                INSERT INTO crm.campaigns (campaign, name)
+                SELECT DISTINCT r.campaign, r.campaign FROM json_to_recordset(\(json)::json) AS r(campaign text)
+                ON CONFLICT (campaign) DO NOTHING
+                """, logger: logger)
+            let changed = try await connection.query(
+                """
+                INSERT INTO crm.campaign_costs (campaign, category, amount, currency, period, source)
+                SELECT r.campaign, r.category, r.amount, r.currency, r.period, 'import'
+                  FROM json_to_recordset(\(json)::json) AS r(campaign text, category text, amount numeric, currency text, period text)
+                ON CONFLICT (campaign, category, currency, period, source) DO UPDATE SET amount = EXCLUDED.amount
+                 WHERE crm.campaign_costs.amount IS DISTINCT FROM EXCLUDED.amount
+                RETURNING 1
+                """, logger: logger
+            ).collect()
+            return changed.count
+        }
+    }
+}
