@@ -98,18 +98,39 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Shared by the test targets: a fresh PostgreSQL database per test on the server the test
+        // command started.
+        .target(
+            name: "CRMSyncTestSupport",
+            dependencies: [
+                "CRMSyncStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CRMSyncCoreTests", dependencies: ["CRMSyncCore"]),
         .testTarget(name: "CRMSyncConfigTests", dependencies: ["CRMSyncConfig"]),
-        .testTarget(name: "CRMSyncStorageTests", dependencies: ["CRMSyncStorage"]),
-        .testTarget(name: "CRMSyncConnectorsTests", dependencies: ["CRMSyncConnectors", "CRMSimulator"]),
+        .testTarget(name: "CRMSyncStorageTests", dependencies: ["CRMSyncStorage", "CRMSyncTestSupport"]),
+        .testTarget(
+            name: "CRMSyncConnectorsTests",
+            dependencies: ["CRMSyncConnectors", "CRMSimulator", .product(name: "AsyncHTTPClient", package: "async-http-client")]
+        ),
         .testTarget(
             name: "CRMSyncServerTests",
             dependencies: [
-                "CRMSyncServer",
+                "CRMSyncServer", "CRMSyncTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
-        .testTarget(name: "CRMSimulatorTests", dependencies: ["CRMSimulator"]),
-        .testTarget(name: "CRMSyncAppTests", dependencies: ["CRMSyncApp"]),
+        .testTarget(
+            name: "CRMSimulatorTests",
+            dependencies: [
+                "CRMSimulator",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "CRMSyncAppTests", dependencies: ["CRMSyncApp", "CRMSyncTestSupport"]),
     ]
 )

@@ -118,7 +118,7 @@ public enum DemoError: Error, CustomStringConvertible {
 extension HTTPClient {
     /// Builds the connector for `config` on this client and runs `body` with it.
     public func withConnector<T: Sendable>(
-        _ config: ConnectorConfig, logger: Logger, timeout: Duration = .seconds(30), _ body: (any CRMConnector) async throws -> T
+        _ config: ConnectorConfig, logger: Logger, timeout: Duration? = nil, _ body: (any CRMConnector) async throws -> T
     ) async throws -> T {
         let connector = try ConnectorFactory.make(config, http: self, logger: logger, timeout: timeout)
         return try await body(connector)

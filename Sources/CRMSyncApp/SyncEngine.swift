@@ -139,12 +139,12 @@ public struct SyncEngine: Sendable {
 
 /// Builds the connector a config names.
 public enum ConnectorFactory {
-    public static func make(_ config: ConnectorConfig, http: HTTPClient, logger: Logger, timeout: Duration = .seconds(30)) throws -> any CRMConnector {
+    public static func make(_ config: ConnectorConfig, http: HTTPClient, logger: Logger, timeout: Duration? = nil) throws -> any CRMConnector {
         let client = CRMHTTPClient(
             connector: config.name, http: http, requestsPerSecond: config.requestsPerSecond,
             searchRequestsPerSecond: config.searchRequestsPerSecond,
             retry: RetryPolicy(maxAttempts: config.maxAttempts), authorization: [("Authorization", "Bearer \(config.token)")],
-            timeout: timeout, logger: logger)
+            timeout: timeout ?? config.requestTimeout, logger: logger)
         switch config.kind {
         case .hubspot:
             return HubSpotConnector(name: config.name, baseURL: config.baseURL, http: client, pageSize: config.pageSize,

@@ -120,7 +120,14 @@ struct Serve: AsyncParsableCommand {
         try await reportingFailures {
             let runtime = try global.runtime()
             try await runtime.withDatabase { client in
-                let router = WebhookRouter(settings: .init(eventsSecret: runtime.config.events?.secret), client: client, logger: runtime.logger).router()
+                let migrator = Migrator(directory: Migrator.locateDirectory())
+                let logger = runtime.logger
+                // Ready means: the database answers and every migration this binary knows is applied.
+                let ready: @Sendable () async -> Bool = {
+                    (try? await migrator.pending(client: client, logger: logger).isEmpty) ?? false
+                }
+                let router = WebhookRouter(settings: .init(eventsSecret: runtime.config.events?.secret), client: client,
+                                           logger: runtime.logger, ready: ready).router()
                 let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: runtime.logger)
                 stderr("serve: listening on http://\(host):\(port)")
                 try await app.runService()

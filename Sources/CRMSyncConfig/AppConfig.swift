@@ -21,6 +21,8 @@ public struct ConnectorConfig: Sendable {
     public var searchRequestsPerSecond: Double
     public var pageSize: Int
     public var maxAttempts: Int
+    /// Deadline of one HTTP request, connecting included.
+    public var requestTimeout: Duration = .seconds(30)
 
     public init(
         name: String, kind: CRMKind, baseURL: String, token: String, mappingPath: String, mapping: StageMapping,

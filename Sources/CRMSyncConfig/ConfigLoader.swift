@@ -49,7 +49,7 @@ public enum ConfigLoader {
             try map.rejectUnknown(allowed: [
                 "name", "kind", "base_url", "token_env", "mapping", "poll_interval", "webhook_secret_env",
                 "organization_id", "overlap", "requests_per_second", "search_requests_per_second", "page_size",
-                "max_attempts",
+                "max_attempts", "request_timeout",
             ])
             let name = try map.requiredString("name")
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
@@ -94,6 +94,10 @@ public enum ConfigLoader {
             if let attempts = try map.int("max_attempts") {
                 guard (1...20).contains(attempts) else { throw map.error("max_attempts", "must be between 1 and 20") }
                 connector.maxAttempts = attempts
+            }
+            if let timeout = try map.duration("request_timeout") {
+                guard timeout >= .seconds(1) else { throw map.error("request_timeout", "must be at least 1s") }
+                connector.requestTimeout = timeout
             }
             config.connectors.append(connector)
         }

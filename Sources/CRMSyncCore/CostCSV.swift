@@ -7,6 +7,14 @@ public struct CostLine: Sendable, Equatable, Encodable {
     public var amount: Decimal
     public var currency: String
     public var period: String
+
+    public init(campaign: String, category: String, amount: Decimal, currency: String, period: String) {
+        self.campaign = campaign
+        self.category = category
+        self.amount = amount
+        self.currency = currency
+        self.period = period
+    }
 }
 
 /// Parses `campaign,category,amount,currency,period` with a header row. Any bad row rejects the
@@ -16,6 +24,11 @@ public enum CostCSV {
         public var line: Int
         public var problem: String
         public var description: String { "line \(line): \(problem)" }
+
+        public init(line: Int, problem: String) {
+            self.line = line
+            self.problem = problem
+        }
     }
 
     static let header = ["campaign", "category", "amount", "currency", "period"]

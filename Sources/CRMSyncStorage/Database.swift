@@ -86,6 +86,8 @@ public func withPostgresClient<T: Sendable>(
             return nil
         }
         defer { group.cancelAll() }
+        // Let `run()` start before the first lease; leasing earlier works but logs a warning.
+        for _ in 0..<8 { await Task.yield() }
         return try await body(client)
     }
 }
