@@ -3,7 +3,18 @@ import Foundation
 /// Parses the timestamp shapes the CRMs send: ISO 8601 with or without fractional seconds and with
 /// `Z`, `+09:00` or Salesforce's `+0000`; epoch milliseconds (HubSpot v1, webhooks); plain dates.
 public enum CRMTimestamp {
+    /// Parses and normalises to whole milliseconds, so the same instant always compares equal
+    /// whichever shape it arrived in (the cursor's tie logic depends on exact equality).
     public static func parse(_ text: String) -> Date? {
+        parseRaw(text).map(normalized)
+    }
+
+    /// The same instant as a `Date` built from its epoch milliseconds.
+    public static func normalized(_ date: Date) -> Date {
+        fromMillis(millis(date))
+    }
+
+    static func parseRaw(_ text: String) -> Date? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if trimmed.isEmpty { return nil }
         if trimmed.allSatisfy(\.isNumber), let millis = Int64(trimmed) {

@@ -14,7 +14,8 @@ public enum CursorStore {
              WHERE connector = \(connector) AND stream = \(stream)
             """, logger: logger)
         for try await (stamp, ids) in rows.decode((Date?, [String]).self) {
-            return SyncCursor(modifiedAt: stamp, idsAtModifiedAt: Set(ids))
+            // timestamptz holds microseconds; CRM stamps are whole milliseconds.
+            return SyncCursor(modifiedAt: stamp.map(CRMTimestamp.normalized), idsAtModifiedAt: Set(ids))
         }
         return .start
     }
