@@ -95,6 +95,7 @@ let package = Package(
             name: "CRMSyncCLI",
             dependencies: [
                 "CRMSyncApp",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

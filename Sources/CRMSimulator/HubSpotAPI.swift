@@ -110,18 +110,29 @@ struct HubSpotAPI: Sendable {
                 }
             }
         }
-        let all = await state.records(object).values.filter(matches).sorted { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
-        var page = Array(all.dropFirst(offset).prefix(limit))
+        // The connector's query shape (one `GTE` on the stamp, or none) takes the indexed path.
+        let found: SimulatorState.SearchResult
+        switch Self.stampQuery(groups, stampName: stampName) {
+        case .everything:
+            found = await state.searchByStamp(object, from: nil, offset: offset, limit: limit)
+        case .from(let from):
+            found = await state.searchByStamp(object, from: from, offset: offset, limit: limit)
+        case .other:
+            let all = await state.records(object).values.filter(matches).sorted { ($0.updatedAt, $0.id) < ($1.updatedAt, $1.id) }
+            found = .init(total: all.count, page: Array(all.dropFirst(offset).prefix(limit)), earlier: Array(all.prefix(offset).suffix(2)))
+        }
+        let total = found.total
+        var page = found.page
+        let earlier = found.earlier
         let faults = await state.faults
-        if !page.isEmpty, await state.roll(faults.repeatRecords) {
+        if !page.isEmpty, let again = earlier.randomElement(), await state.roll(faults.repeatRecords) {
             // A record from an earlier page shows up again.
-            let earlier = all.prefix(offset + page.count)
-            if let again = earlier.randomElement() { page.insert(again, at: 0) }
+            page.insert(again, at: 0)
         }
         var response: [String: Any] = [
-            "total": all.count, "results": page.map { render($0, object: object, properties: properties) },
+            "total": total, "results": page.map { render($0, object: object, properties: properties) },
         ]
-        if offset + limit < all.count {
+        if offset + limit < total {
             response["paging"] = ["next": ["after": "\(offset + limit)", "link": NSNull()]]
         }
         if object == "deals" {
@@ -131,6 +142,23 @@ struct HubSpotAPI: Sendable {
         await state.record(.init(method: "POST", path: "/crm/v3/objects/\(object)/search",
                                  page: "\(groups.description.hashValue):\(offset)", status: 200))
         return SimulatorServer.json(200, response)
+    }
+
+    enum StampQuery {
+        case everything
+        case from(Int64)
+        case other
+    }
+
+    /// Recognises the connector's query shape: no filter, or one `GTE` on the stamp property.
+    static func stampQuery(_ groups: [[String: Any]], stampName: String) -> StampQuery {
+        if groups.isEmpty { return .everything }
+        guard groups.count == 1, let filters = groups[0]["filters"] as? [[String: Any]], filters.count == 1,
+              filters[0]["propertyName"] as? String == stampName, filters[0]["operator"] as? String == "GTE",
+              let value = filters[0]["value"] as? String,
+              let from = Int64(value) ?? CRMTimestamp.parse(value).map(CRMTimestamp.millis)
+        else { return .other }
+        return .from(from)
     }
 
     func list(object: String, query: FlatDictionary<Substring, Substring>) async -> SimResponse {

@@ -98,7 +98,7 @@ public struct SimulatorServer: Sendable {
     }
 
     static func json(_ status: Int, _ object: Any) -> SimResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
         return SimResponse(status: status, body: data)
     }
 }

@@ -55,6 +55,59 @@ public actor SimulatorState {
     }
 
     public func records(_ object: String) -> [Int: SimRecord] { data.objects[object] ?? [:] }
+
+    /// Live records of an object ordered by (stamp, id), rebuilt lazily after a change: searches are
+    /// a binary search plus a slice instead of a sort of everything per request.
+    private var sortedIndex: [String: [IndexEntry]] = [:]
+
+    struct IndexEntry: Sendable {
+        var stamp: Int64
+        var id: Int
+    }
+
+    private func sortedEntries(_ object: String) -> [IndexEntry] {
+        if let cached = sortedIndex[object] { return cached }
+        var built: [IndexEntry] = []
+        for record in (data.objects[object] ?? [:]).values where !record.archived {
+            built.append(IndexEntry(stamp: record.updatedAt, id: record.id))
+        }
+        built.sort { $0.stamp != $1.stamp ? $0.stamp < $1.stamp : $0.id < $1.id }
+        sortedIndex[object] = built
+        return built
+    }
+
+    public struct SearchResult: Sendable {
+        public var total: Int
+        public var page: [SimRecord]
+        /// A couple of records from before this page, for the "repeat" fault.
+        public var earlier: [SimRecord]
+    }
+
+    /// Live records with `stamp >= from` in stamp order: the total and one slice of them.
+    public func searchByStamp(_ object: String, from: Int64?, offset: Int, limit: Int) -> SearchResult {
+        let entries = sortedEntries(object)
+        var low = 0
+        if let from {
+            var high = entries.count
+            while low < high {
+                let mid = (low + high) / 2
+                if entries[mid].stamp < from { low = mid + 1 } else { high = mid }
+            }
+        }
+        let records = data.objects[object] ?? [:]
+        let start = min(low + offset, entries.count)
+        let end = min(start + limit, entries.count)
+        var page: [SimRecord] = []
+        page.reserveCapacity(end - start)
+        for position in start..<end {
+            if let record = records[entries[position].id] { page.append(record) }
+        }
+        var earlier: [SimRecord] = []
+        for position in max(0, start - 2)..<start {
+            if let record = records[entries[position].id] { earlier.append(record) }
+        }
+        return SearchResult(total: entries.count - low, page: page, earlier: earlier)
+    }
     public func linked(_ key: String, from id: Int) -> [Int] { data.associations[key]?[id] ?? [] }
 
     /// A change made by a salesperson while a sync runs: new stage (appended to the history), new
@@ -80,6 +133,7 @@ public actor SimulatorState {
         deal.properties["hs_lastmodifieddate"] = CRMTimestamp.iso(Date(ms: stamp))
         deal.updatedAt = stamp
         data.objects["deals"]![id] = deal
+        sortedIndex["deals"] = nil
     }
 
     /// Creates a record through the API (tasks created by the nurture engine for owners).
@@ -91,6 +145,7 @@ public actor SimulatorState {
         props["hs_createdate"] = CRMTimestamp.iso(Date(ms: stamp))
         let record = SimRecord(id: data.nextID, properties: props, createdAt: stamp, updatedAt: stamp)
         data.objects[object, default: [:]][record.id] = record
+        sortedIndex[object] = nil
         for (to, id) in associations {
             data.associations["\(object)->\(to)", default: [:]][record.id, default: []].append(id)
         }

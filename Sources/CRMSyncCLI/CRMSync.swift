@@ -9,6 +9,7 @@ import CRMSyncStorage
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 /// Options every command shares.
 struct GlobalOptions: ParsableArguments {
@@ -119,6 +120,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let runtime = try global.runtime()
+            MetricsRegistry.bootstrap()
             try await runtime.withDatabase { client in
                 let migrator = Migrator(directory: Migrator.locateDirectory())
                 let logger = runtime.logger
@@ -130,7 +132,11 @@ struct Serve: AsyncParsableCommand {
                                            logger: runtime.logger, ready: ready).router()
                 let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: runtime.logger)
                 stderr("serve: listening on http://\(host):\(port)")
-                try await app.runService()
+                // SIGTERM/SIGINT: stop accepting, finish in-flight requests and the current scheduled step.
+                let services = ServiceGroup(configuration: .init(
+                    services: [.init(service: app), .init(service: Scheduler(runtime: runtime, client: client))],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: runtime.logger))
+                try await services.run()
             }
         }
     }

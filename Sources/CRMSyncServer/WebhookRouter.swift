@@ -35,7 +35,14 @@ public struct WebhookRouter: Sendable {
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: MetricsMiddleware())
         router.get("/healthz") { _, _ in "ok" }
+        router.get("/metrics") { _, _ -> Response in
+            await recordInboxGauges()
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: MetricsRegistry.exposition())))
+        }
         router.get("/readyz") { _, _ -> Response in
             let ok = await ready()
             return Response(status: ok ? .ok : .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: ok ? "ready" : "not ready")))
@@ -44,6 +51,26 @@ public struct WebhookRouter: Sendable {
             try await events(request)
         }
         return router
+    }
+
+    /// Gauges read from the database at scrape time: what is waiting, and for how long.
+    func recordInboxGauges() async {
+        do {
+            let rows = try await client.query(
+                """
+                SELECT count(*)::int8, coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8,
+                       (SELECT count(*) FROM crm.dead_letters WHERE replayed_at IS NULL)::int8
+                  FROM crm.inbox WHERE processed_at IS NULL
+                """, logger: logger
+            ).collect()
+            if let (pending, lag, dead) = try rows.first?.decode((Int64, Double, Int64).self) {
+                Gauge(label: "crm_sync_inbox_pending").record(pending)
+                Gauge(label: "crm_sync_inbox_lag_seconds").record(lag)
+                Gauge(label: "crm_sync_dead_letters").record(dead)
+            }
+        } catch {
+            Counter(label: "crm_sync_metrics_errors_total").increment()
+        }
     }
 
     static func reply(_ status: HTTPResponse.Status, _ message: String) -> Response {
@@ -125,7 +152,7 @@ public enum EngagementEventParser {
                 throw ParseError(description: "\(place)contact needs an email or an external_id")
             }
             if let step = event["step"], !(step is NSNull), (step as? Int) == nil { throw ParseError(description: "\(place)step must be a whole number") }
-            guard let payload = try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys]) else {
+            guard let payload = try? JSONSerialization.data(withJSONObject: event) else {
                 throw ParseError(description: "\(place)cannot re-encode the event")
             }
             let key = (contact["external_id"] as? String) ?? (contact["email"] as? String)?.lowercased()

@@ -1,0 +1,68 @@
+import AsyncHTTPClient
+import CRMSyncConfig
+import CRMSyncStorage
+import Foundation
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+
+/// The work `serve` does besides answering HTTP: each connector's sync on its poll interval, and
+/// applying the inbox to the domain tables. Stops at the end of the current step on graceful shutdown.
+public struct Scheduler: Service {
+    let runtime: Runtime
+    let client: PostgresClient
+    let inboxInterval: Duration
+
+    public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1)) {
+        self.runtime = runtime
+        self.client = client
+        self.inboxInterval = inboxInterval
+    }
+
+    public func run() async throws {
+        let logger = runtime.logger
+        await withDiscardingTaskGroup { group in
+            for connector in runtime.config.connectors {
+                group.addTask {
+                    await every(connector.pollInterval, name: "sync \(connector.name)") {
+                        let summary = try await HTTPClient.shared.withConnector(connector, logger: logger) { crm in
+                            try await SyncEngine(config: connector, connector: crm, client: client, logger: logger).run(full: false)
+                        }
+                        logger.info("sync finished", metadata: ["connector": "\(connector.name)", "records": "\(summary.records)", "summary": "\(summary)"])
+                    }
+                }
+            }
+            group.addTask {
+                await every(inboxInterval, name: "inbox") {
+                    let applied = try await EventInbox().applyEngagementEvents(client: client, logger: logger)
+                    if applied > 0 { Counter(label: "crm_sync_inbox_applied_total").increment(by: applied) }
+                }
+            }
+        }
+    }
+
+    /// Runs `step` now and then every `interval` until graceful shutdown; a failing step is logged
+    /// and counted, and the loop goes on (the next run resumes from the committed cursors).
+    private func every(_ interval: Duration, name: String, _ step: @Sendable () async throws -> Void) async {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await step()
+            } catch {
+                Counter(label: "crm_sync_scheduler_errors_total", dimensions: [("job", name)]).increment()
+                runtime.logger.error("scheduled job failed", metadata: ["job": "\(name)", "error": "\(DatabaseError.describe(error))"])
+            }
+            do {
+                try await gracefulShutdownOrSleep(for: interval)
+            } catch {
+                return
+            }
+        }
+    }
+
+    private func gracefulShutdownOrSleep(for interval: Duration) async throws {
+        try await cancelWhenGracefulShutdown {
+            try await Task.sleep(for: interval)
+        }
+    }
+}
