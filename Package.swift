@@ -8,7 +8,8 @@ let package = Package(
     name: "crm-sync",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "crm-sync", targets: ["CRMSyncCLI"])
+        .executable(name: "crm-sync", targets: ["CRMSyncCLI"]),
+        .executable(name: "crm-sync-bench", targets: ["CRMSyncBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
@@ -97,6 +98,15 @@ let package = Package(
                 "CRMSyncApp",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmarks that print figures (never asserted in tests): see BENCHMARKS.md.
+        .executableTarget(
+            name: "CRMSyncBench",
+            dependencies: [
+                "CRMSyncApp", "CRMSyncTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         // Shared by the test targets: a fresh PostgreSQL database per test on the server the test

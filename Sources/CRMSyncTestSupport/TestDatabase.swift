@@ -38,9 +38,10 @@ public enum TestDatabase {
 
     /// Creates a database, optionally migrates it, runs `body`, drops it.
     public static func with<T: Sendable>(
-        migrate: Bool = true, maxConnections: Int = 10, _ body: @Sendable (PostgresClient, DatabaseURL) async throws -> T
+        server: DatabaseURL? = nil, migrate: Bool = true, maxConnections: Int = 10,
+        _ body: @Sendable (PostgresClient, DatabaseURL) async throws -> T
     ) async throws -> T {
-        let server = try serverURL()
+        let server = try server ?? serverURL()
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
         try await withPostgresClient(url: server, maxConnections: 1, logger: logger) { admin in
             try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
