@@ -143,7 +143,36 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct Report: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read the reporting views.", subcommands: [ROI.self])
+    static let configuration = CommandConfiguration(abstract: "Read the reporting views.", subcommands: [ROI.self, HTMLPage.self])
+
+    struct HTMLPage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "html",
+            abstract: "Write one self-contained HTML file (no network) with charts: ROI per model, funnel, e-mail rates, nurture, stalled prospects, SLA breaches.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "File to write, e.g. report.html (replaced if it exists).") var out: String
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                let attribution = runtime.config.attribution
+                let dashboard = try await runtime.withDatabase { client in
+                    try await ReportReader().refreshAttribution(
+                        grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
+                        halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
+                    return try await DashboardReader().read(client: client, logger: runtime.logger)
+                }
+                let html = HTMLReport.render(dashboard)
+                do {
+                    try Data(html.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+                } catch {
+                    stderr("crm-sync: --out \(out): cannot write the report: \(error.localizedDescription)")
+                    throw ExitCode.failure
+                }
+                FileHandle.standardError.write(Data("report: wrote \(out) (\(html.utf8.count / 1024) KiB)\n".utf8))
+            }
+        }
+    }
 
     struct ROI: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "roi", abstract: "ROI per campaign: (attributed revenue × gross margin − cost) ÷ cost.")
