@@ -360,7 +360,7 @@ struct PageCursor {
     }
 
     var encoded: String {
-        let data = (try? JSONSerialization.data(withJSONObject: ["field": field, "fieldValue": value, "id": id], options: [.sortedKeys])) ?? Data()
+        let data = (try? JSONSerialization.data(withJSONObject: ["field": field, "fieldValue": value, "id": id] as [String: Any], options: [.sortedKeys])) ?? Data()
         return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }

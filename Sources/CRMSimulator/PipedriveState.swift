@@ -52,3 +52,17 @@ extension SimulatorState {
         (data.objects["activities"] ?? [:]).values.filter { $0.properties["created_via"] == "api" }.sorted { $0.id < $1.id }
     }
 }
+
+extension SimulatorState {
+    /// Deletes a deal now, as a salesperson would; with `mergedInto` it was merged away (Pipedrive
+    /// then lists it as deleted, like any other deleted deal).
+    public func deletePipedriveDeal(_ id: Int, mergedInto: Int? = nil) {
+        guard var deal = data.objects["deals"]?[id], !deal.archived else { return }
+        let stamp = max(CRMTimestamp.millis(CRMTimestamp.floorToSecond(now)), deal.updatedAt + 1000)
+        deal.archived = true
+        deal.archivedAt = stamp
+        deal.updatedAt = stamp
+        deal.properties["merged_to_id"] = mergedInto.map(String.init)
+        data.objects["deals"]![id] = deal
+    }
+}
