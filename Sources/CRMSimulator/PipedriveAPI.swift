@@ -114,18 +114,29 @@ struct PipedriveAPI: Sendable {
         case "organizations":
             base.merge(["name": p["name"] ?? "", "owner_id": Self.int(p["owner_id"]), "address": NSNull()]) { $1 }
         case "activities":
-            let due = p["due"].flatMap(Int64.init).map(Self.rfc)
             base.removeValue(forKey: "visible_to")
-            base.merge([
-                "subject": p["subject"] ?? "", "type": p["type"] ?? "task", "owner_id": Self.int(p["owner_id"]),
-                "creator_user_id": Self.int(p["owner_id"]), "deal_id": Self.int(p["deal_id"]),
-                "person_id": Self.int(p["person_id"]), "org_id": Self.int(p["org_id"]), "lead_id": NSNull(),
-                "done": p["done"] == "true", "busy": false,
-                "due_date": due.map { String($0.prefix(10)) } ?? p["due_date"] ?? NSNull(),
-                "due_time": due.map { String($0.dropFirst(11).prefix(8)) } ?? p["due_time"].map { $0.count == 5 ? $0 + ":00" : $0 } ?? NSNull(),
-                "duration": p["duration"] ?? NSNull(), "note": p["note"] ?? NSNull(),
-                "participants": p["person_id"].flatMap(Int.init).map { [["person_id": $0, "primary": true]] } ?? [],
-            ]) { $1 }
+            let due: String? = p["due"].flatMap(Int64.init).map(Self.rfc)
+            let dueDate: String? = due.map { String($0.prefix(10)) } ?? p["due_date"]
+            let dueTime: String? = due.map { String($0.dropFirst(11).prefix(8)) } ?? p["due_time"].map { $0.count == 5 ? $0 + ":00" : $0 }
+            var participants: [[String: Any]] = []
+            if let person = p["person_id"].flatMap(Int.init) { participants.append(["person_id": person, "primary": true]) }
+            var fields: [String: Any] = [:]
+            fields["subject"] = p["subject"] ?? ""
+            fields["type"] = p["type"] ?? "task"
+            fields["owner_id"] = Self.int(p["owner_id"])
+            fields["creator_user_id"] = Self.int(p["owner_id"])
+            fields["deal_id"] = Self.int(p["deal_id"])
+            fields["person_id"] = Self.int(p["person_id"])
+            fields["org_id"] = Self.int(p["org_id"])
+            fields["lead_id"] = NSNull()
+            fields["done"] = p["done"] == "true"
+            fields["busy"] = false
+            fields["due_date"] = dueDate ?? NSNull()
+            fields["due_time"] = dueTime ?? NSNull()
+            fields["duration"] = p["duration"] ?? NSNull()
+            fields["note"] = p["note"] ?? NSNull()
+            fields["participants"] = participants
+            base.merge(fields) { $1 }
         default:
             break
         }
@@ -187,7 +198,9 @@ struct PipedriveAPI: Sendable {
             }
         }
         let all = await state.records(object).values
-            .filter { visible($0) && since.map { s in $0.updatedAt >= s } ?? true && until.map { u in $0.updatedAt < u } ?? true }
+            .filter { record in
+                visible(record) && (since.map { record.updatedAt >= $0 } ?? true) && (until.map { record.updatedAt < $0 } ?? true)
+            }
             .sorted { descending ? (key($0), $0.id) > (key($1), $1.id) : (key($0), $0.id) < (key($1), $1.id) }
         let start = after.map { cursor in
             all.firstIndex { descending ? (key($0), $0.id) < (cursor.value, cursor.id) : (key($0), $0.id) > (cursor.value, cursor.id) } ?? all.count

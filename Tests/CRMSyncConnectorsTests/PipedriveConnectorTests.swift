@@ -168,10 +168,9 @@ import Testing
     /// Each deal's history, rebuilt from its flow, equals the simulator's, with Pipedrive's own
     /// times; won and lost are statuses in Pipedrive and arrive as the stages `won` / `lost`.
     @Test func flowBecomesStageHistory() async throws {
-        var data = PipedriveCompany.generate(seed: 6, deals: 300, now: Date())
-        let state = SimulatorState(data: data, rateLimit: (5_000, 5_000))
+        let state = SimulatorState(data: PipedriveCompany.generate(seed: 6, deals: 300, now: Date()), rateLimit: (5_000, 5_000))
         for _ in 0..<60 { await state.mutatePipedriveDeal(backdated: false) }
-        data = await state.data
+        let data = await state.data
         try await withConnector(state, pageSize: 100) { connector in
             let (pages, _) = try await readAll(connector, Self.deals)
             let deals = pages.flatMap(\.batch.deals)
