@@ -181,7 +181,8 @@ import Testing
                 let config = try connectorConfig(port: port)
                 let mapping = config.mapping
                 let first = try await sync(config, client: client)
-                #expect(first.requests > 3_000, "one flow per deal plus the lists")
+                let listed = data.objects["deals"]!.values.filter { !$0.archived }.count
+                #expect(first.requests > listed, "one flow per deal plus the lists")
                 #expect(first.unmappedStages.isEmpty)
                 compare(await expected(state, mapping: mapping), try await actual(client))
                 let historyRows = try await count(client, "SELECT count(*)::int8 FROM crm.stage_history")
@@ -196,9 +197,12 @@ import Testing
     }
 
     @Test func everyFaultKindOnStillEndsEqualToTheCompany() async throws {
-        let data = PipedriveCompany.generate(seed: 12, deals: 1_500, now: Date())
+        let data = PipedriveCompany.generate(seed: 12, deals: 800, now: Date())
         var faults = FaultSpec.all
         faults.hangDuration = .seconds(3)
+        // Every injected 429 pauses the whole connector for its Retry-After second, and a flow
+        // request per deal makes Pipedrive syncs request-heavy: fewer 429s keep the test short.
+        faults.rateLimited = 0.01
         let state = SimulatorState(data: data, faults: faults, seed: 12, rateLimit: (5_000, 5_000))
         try await TestDatabase.with { client, _ in
             try await withSimulator(state) { port in
@@ -218,7 +222,7 @@ import Testing
     /// Edits, deletions, a merge and a task created by crm-sync after the first run: the next
     /// incremental run brings the database level with the company again.
     @Test func aSecondIncrementalRunCatchesUpWithChanges() async throws {
-        let data = PipedriveCompany.generate(seed: 13, deals: 2_000, now: Date())
+        let data = PipedriveCompany.generate(seed: 13, deals: 1_200, now: Date())
         let state = SimulatorState(data: data, seed: 13, rateLimit: (5_000, 5_000))
         try await TestDatabase.with { client, _ in
             try await withSimulator(state) { port in

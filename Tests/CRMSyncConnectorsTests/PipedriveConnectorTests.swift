@@ -218,7 +218,7 @@ import Testing
     }
 
     @Test func injected429sAreRetriedAndEverythingIsStillRead() async throws {
-        let data = PipedriveCompany.generate(seed: 7, deals: 60, now: Date())
+        let data = PipedriveCompany.generate(seed: 7, deals: 15, now: Date())
         var faults = FaultSpec()
         faults.rateLimited = 0.3
         faults.retryAfterSeconds = nil   // Pipedrive's x-ratelimit-reset alone paces the retry
