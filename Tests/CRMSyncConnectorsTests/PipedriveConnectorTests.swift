@@ -231,6 +231,17 @@ import Testing
         }
     }
 
+    /// The connector's default rate (8 requests/s) stays under the simulated account's limit: no 429 at all.
+    @Test func thereAreNo429sInSteadyStateAtTheDefaultRate() async throws {
+        let data = PipedriveCompany.generate(seed: 9, deals: 12, now: Date())
+        let state = SimulatorState(data: data, seed: 9, rateLimit: (10, 10))
+        try await withConnector(state, rate: 8) { connector in
+            for stream in connector.streams { _ = try await readAll(connector, stream) }
+            #expect(await state.log.filter { $0.status == 429 }.isEmpty)
+            #expect(connector.http.stats.rateLimited == 0)
+        }
+    }
+
     /// The nurture engine's follow-up task: created with `POST /api/v1/activities`, recorded by the
     /// simulator and listed by the API like any other activity.
     @Test func aCreatedActivityIsRecordedAndListed() async throws {
