@@ -68,9 +68,12 @@ public struct PipedriveConnector: CRMConnector {
 
     // MARK: Requests
 
-    func listURL(_ object: String, since: Date?, cursor: String?, extra: [String: String] = [:]) -> String {
-        var query = ["sort_by=update_time", "sort_direction=asc", "limit=\(pageSize)"]
+    func listURL(
+        _ object: String, since: Date?, until: Date? = nil, sortBy: String = "update_time", cursor: String?, extra: [String: String] = [:]
+    ) -> String {
+        var query = ["sort_by=\(sortBy)", "sort_direction=asc", "limit=\(pageSize)"]
         if let since { query.append("updated_since=\(CRMTimestamp.rfc3339Seconds(since))") }
+        if let until { query.append("updated_until=\(CRMTimestamp.rfc3339Seconds(until))") }
         for (key, value) in extra.sorted(by: { $0.key < $1.key }) { query.append("\(key)=\(Self.escape(value))") }
         if let cursor { query.append("cursor=\(Self.escape(cursor))") }
         return "\(baseURL)/api/v2/\(object)?" + query.joined(separator: "&")

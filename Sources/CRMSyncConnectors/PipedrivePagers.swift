@@ -1,16 +1,27 @@
 import CRMSyncCore
 import Foundation
 
-/// Pages through one v2 list sorted by `update_time`, from `updated_since` (>=) on, following
-/// `next_cursor`. Pipedrive's cursor is a keyset on (update time, id), so neither edits during the
-/// listing nor hundreds of records sharing one second (bulk edits) shift a page. Records the sync
-/// cursor already holds at exactly the anchor second are skipped.
+/// Pages through one v2 list by update time without trusting what Pipedrive's cursor keys on.
+///
+/// Each page is asked for afresh with `updated_since` = the last stamp seen (`>=`), skipping the
+/// ids already read at that stamp, so records edited during the listing (which would shift an
+/// offset) and a cursor that keys on the stamp alone (which would jump over the rest of a tie) lose
+/// nothing. Stamps are whole seconds and bulk edits give hundreds of records one second: when a
+/// whole page shares one stamp, that second is read on its own, `updated_since=S&updated_until=S+1s`
+/// sorted by id, whose cursor is an unambiguous keyset. The sync cursor's ids-at-stamp carry the
+/// same skip into the next run.
 struct PipedriveListPager: ChangePager {
+    enum Mode {
+        case byUpdateTime
+        /// Reading the one second `stamp` by id, from `cursor`.
+        case oneSecond(stamp: Date, cursor: String?)
+    }
+
     let connector: PipedriveConnector
     let stream: SyncStream
-    let anchor: Date?
-    let seenAtAnchor: Set<String>
-    var next: String?
+    var anchor: Date?
+    var seenAtAnchor: Set<String>
+    var mode = Mode.byUpdateTime
     var finished = false
 
     init(connector: PipedriveConnector, stream: SyncStream, anchor: Date?, cursor: SyncCursor) {
@@ -31,40 +42,97 @@ struct PipedriveListPager: ChangePager {
 
     mutating func next() async throws -> ChangePage? {
         guard !finished else { return nil }
-        let url = connector.listURL(object, since: anchor, cursor: next)
-        var batch = RecordBatch()
-        var stamps: [(id: String, modifiedAt: Date)] = []
-        /// Keeps records with a stamp that the cursor does not already cover.
-        func fresh(_ id: Int64, _ text: String?) -> Date? {
-            guard let at = PipedriveConnector.stamp(text) else { return nil }
-            if at == anchor, seenAtAnchor.contains(String(id)) { return nil }
-            stamps.append((String(id), at))
-            return at
+        switch mode {
+        case .byUpdateTime:
+            let (items, more) = try await fetch(connector.listURL(object, since: anchor, cursor: nil))
+            guard let last = items.last?.at else {
+                finished = true
+                return nil
+            }
+            let fresh = items.filter { !($0.at == anchor && seenAtAnchor.contains($0.id)) }
+            let atLast = Set(items.filter { $0.at == last }.map(\.id))
+            let stuck = last == anchor
+            if !stuck { seenAtAnchor = [] }
+            anchor = last
+            seenAtAnchor.formUnion(atLast)
+            if !more {
+                finished = true
+            } else if stuck || items.allSatisfy({ $0.at == last }) {
+                // Re-anchoring cannot get past this second: read it on its own.
+                mode = .oneSecond(stamp: last, cursor: nil)
+            }
+            return try await page(fresh)
+        case .oneSecond(let stamp, let cursor):
+            let url = connector.listURL(object, since: stamp, until: stamp.addingTimeInterval(1), sortBy: "id", cursor: cursor)
+            let (items, _, next) = try await fetchWithCursor(url)
+            let fresh = items.filter { !($0.at == stamp && seenAtAnchor.contains($0.id)) }
+            seenAtAnchor.formUnion(items.filter { $0.at == stamp }.map(\.id))
+            if let next {
+                mode = .oneSecond(stamp: stamp, cursor: next)
+            } else {
+                // The second is done: go on after it.
+                mode = .byUpdateTime
+                anchor = stamp.addingTimeInterval(1)
+                seenAtAnchor = []
+            }
+            return try await page(fresh)
         }
-        let cursor: String?
+    }
+
+    // MARK: Fetching and converting
+
+    /// One listed object with its id and parsed `update_time`.
+    struct Item {
+        enum Body {
+            case organization(PipedriveWire.Organization)
+            case person(PipedriveWire.Person)
+            case deal(PipedriveWire.Deal)
+            case activity(PipedriveWire.Activity)
+        }
+        var id: String
+        var at: Date
+        var body: Body
+    }
+
+    func fetch(_ url: String) async throws -> (items: [Item], more: Bool) {
+        let (items, more, _) = try await fetchWithCursor(url)
+        return (items, more)
+    }
+
+    func fetchWithCursor(_ url: String) async throws -> (items: [Item], more: Bool, next: String?) {
+        func items<T: Decodable>(_ type: T.Type, id: (T) -> Int64, stamp: (T) -> String?, body: (T) -> Item.Body) async throws -> ([Item], String?) {
+            let page: PipedriveWire.Envelope<[T]> = try await connector.get(url)
+            let items = (page.data ?? []).compactMap { object in
+                PipedriveConnector.stamp(stamp(object)).map { Item(id: String(id(object)), at: $0, body: body(object)) }
+            }
+            return (items, page.additionalData?.nextCursor)
+        }
+        let (list, next): ([Item], String?)
         switch stream.objectType {
-        case .accounts:
-            let page: PipedriveWire.Envelope<[PipedriveWire.Organization]> = try await connector.get(url)
-            batch.accounts = (page.data ?? []).compactMap { org in fresh(org.id, org.update_time).map { connector.account(org, at: $0) } }
-            cursor = page.additionalData?.nextCursor
-        case .contacts:
-            let page: PipedriveWire.Envelope<[PipedriveWire.Person]> = try await connector.get(url)
-            batch.contacts = (page.data ?? []).compactMap { person in fresh(person.id, person.update_time).map { connector.contact(person, at: $0) } }
-            cursor = page.additionalData?.nextCursor
-        case .activities:
-            let page: PipedriveWire.Envelope<[PipedriveWire.Activity]> = try await connector.get(url)
-            batch.activities = (page.data ?? []).compactMap { item in fresh(item.id, item.update_time).map { connector.activity(item, at: $0) } }
-            cursor = page.additionalData?.nextCursor
-        default:
-            let page: PipedriveWire.Envelope<[PipedriveWire.Deal]> = try await connector.get(url)
-            let deals = (page.data ?? []).compactMap { deal in fresh(deal.id, deal.update_time).map { (deal, $0) } }
+        case .accounts: (list, next) = try await items(PipedriveWire.Organization.self, id: \.id, stamp: \.update_time, body: Item.Body.organization)
+        case .contacts: (list, next) = try await items(PipedriveWire.Person.self, id: \.id, stamp: \.update_time, body: Item.Body.person)
+        case .activities: (list, next) = try await items(PipedriveWire.Activity.self, id: \.id, stamp: \.update_time, body: Item.Body.activity)
+        default: (list, next) = try await items(PipedriveWire.Deal.self, id: \.id, stamp: \.update_time, body: Item.Body.deal)
+        }
+        return (list, next != nil, next)
+    }
+
+    func page(_ items: [Item]) async throws -> ChangePage {
+        var batch = RecordBatch()
+        var deals: [(PipedriveWire.Deal, Date)] = []
+        for item in items {
+            switch item.body {
+            case .organization(let org): batch.accounts.append(connector.account(org, at: item.at))
+            case .person(let person): batch.contacts.append(connector.contact(person, at: item.at))
+            case .activity(let activity): batch.activities.append(connector.activity(activity, at: item.at))
+            case .deal(let deal): deals.append((deal, item.at))
+            }
+        }
+        if !deals.isEmpty {
             let histories = try await connector.histories(for: deals.map(\.0))
             batch.deals = deals.map { deal, at in connector.deal(deal, at: at, history: histories[deal.id] ?? []) }
-            cursor = page.additionalData?.nextCursor
         }
-        next = cursor
-        finished = cursor == nil
-        if stamps.isEmpty && finished { return nil }
+        let stamps = items.map { (id: $0.id, modifiedAt: $0.at) }
         return ChangePage(batch: batch, stamps: stamps, ids: stamps.map(\.id))
     }
 }
