@@ -35,8 +35,12 @@ public enum PipedriveStageHistory {
     public static func rebuild(addedAt: Date?, stageID: String?, status: String?, changes: [Change]) -> [StageChange] {
         let relevant = changes.filter { $0.field == "stage_id" || $0.field == "status" }
             .sorted { ($0.at, $0.order) < ($1.at, $1.order) }
-        var currentStage = relevant.first { $0.field == "stage_id" }?.old ?? stageID
-        var currentStatus = relevant.first { $0.field == "status" }?.old ?? status
+        // Before the first change the deal was in that change's old value; a first change from
+        // nothing is the creation itself. Without changes, the deal is where it always was.
+        let firstStage = relevant.first { $0.field == "stage_id" }
+        let firstStatus = relevant.first { $0.field == "status" }
+        var currentStage = firstStage.map(\.old) ?? stageID
+        var currentStatus = firstStatus.map(\.old) ?? status
         var history: [StageChange] = []
         var last = effective(stageID: currentStage, status: currentStatus)
         if let start = addedAt ?? relevant.first?.at, let stage = last {

@@ -214,6 +214,12 @@ import Testing
         #expect(history.map(\.enteredAt) == [t0, t1, t2, t3])
         let untouched = PipedriveStageHistory.rebuild(addedAt: t0, stageID: "1", status: "lost", changes: [])
         #expect(untouched == [StageChange(stage: "lost", enteredAt: t0)])
+        // Some accounts log the creation as a change from nothing.
+        let logged = PipedriveStageHistory.rebuild(addedAt: t0, stageID: "3", status: "open", changes: [
+            .init(field: "stage_id", old: "2", new: "3", at: t1, order: 2),
+            .init(field: "stage_id", old: nil, new: "2", at: t0, order: 1),
+        ])
+        #expect(logged == [StageChange(stage: "2", enteredAt: t0), StageChange(stage: "3", enteredAt: t1)])
     }
 
     @Test func injected429sAreRetriedAndEverythingIsStillRead() async throws {
