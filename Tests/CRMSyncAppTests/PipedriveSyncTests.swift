@@ -251,4 +251,23 @@ import Testing
             }
         }
     }
+    /// A deal Pipedrive purged (deleted more than 30 days ago, so no longer listed as deleted)
+    /// is only noticed by a full sweep.
+    @Test func fullSyncMarksDealsPipedriveNoLongerHasAsDeleted() async throws {
+        let data = PipedriveCompany.generate(seed: 14, deals: 120, now: Date())
+        let state = SimulatorState(data: data, seed: 14, rateLimit: (5_000, 5_000))
+        try await TestDatabase.with { client, _ in
+            try await withSimulator(state) { port in
+                let config = try connectorConfig(port: port)
+                _ = try await sync(config, client: client)
+                try await client.query(
+                    "INSERT INTO crm.deals (connector, external_id, stage, modified_at) VALUES ('pd', 'purged', '4', now() - interval '40 days')",
+                    logger: logger)
+                let summary = try await sync(config, client: client, full: true)
+                #expect(summary.deletions >= 1)
+                #expect(try await count(client, "SELECT count(*)::int8 FROM crm.deals WHERE external_id = 'purged' AND deleted") == 1)
+                compare(await expected(state, mapping: config.mapping), try await actual(client))
+            }
+        }
+    }
 }
