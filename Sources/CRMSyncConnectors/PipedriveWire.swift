@@ -130,13 +130,15 @@ enum PipedriveWire {
         enum CodingKeys: String, CodingKey {
             case id, title, owner_id, value, currency, person_id, org_id, pipeline_id, stage_id, status, add_time,
                  update_time, stage_change_time, close_time, won_time, lost_time, is_deleted, custom_fields
+            // v1 spellings.
+            case user_id, deleted
         }
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             id = try c.decode(Int64.self, forKey: .id)
             title = try? c.decodeIfPresent(String.self, forKey: .title)
-            owner_id = try? c.decodeIfPresent(ID.self, forKey: .owner_id)
+            owner_id = (try? c.decodeIfPresent(ID.self, forKey: .owner_id)) ?? (try? c.decodeIfPresent(ID.self, forKey: .user_id))
             value = try? c.decodeIfPresent(Number.self, forKey: .value)
             currency = try? c.decodeIfPresent(String.self, forKey: .currency)
             person_id = try? c.decodeIfPresent(ID.self, forKey: .person_id)
@@ -150,7 +152,7 @@ enum PipedriveWire {
             close_time = try? c.decodeIfPresent(String.self, forKey: .close_time)
             won_time = try? c.decodeIfPresent(String.self, forKey: .won_time)
             lost_time = try? c.decodeIfPresent(String.self, forKey: .lost_time)
-            is_deleted = try? c.decodeIfPresent(Flag.self, forKey: .is_deleted)
+            is_deleted = (try? c.decodeIfPresent(Flag.self, forKey: .is_deleted)) ?? (try? c.decodeIfPresent(Flag.self, forKey: .deleted))
             // Custom fields hold any JSON; only numeric ones matter here (a gross-margin field).
             custom_fields = try? c.decodeIfPresent([String: Number].self, forKey: .custom_fields)
         }

@@ -196,6 +196,47 @@ import Testing
         }
     }
 
+    /// v2 (RFC 3339, plain integer ids) and v1 (`YYYY-MM-DD HH:MM:SS`, ids nested as `{"value": …}`,
+    /// `user_id` for the owner) deals map to the same record.
+    @Test func v1AndV2DealsDecodeToTheSameRecord() throws {
+        let v2 = Data(#"""
+            {"success": true, "data": [{"id": 213973, "title": "Acme", "owner_id": 8877, "value": 5000.5, "currency": "EUR",
+              "person_id": 1101, "org_id": 5, "pipeline_id": 1, "stage_id": 2, "status": "open",
+              "add_time": "2019-05-29T04:21:51Z", "update_time": "2019-11-28T16:19:50Z", "close_time": null,
+              "visible_to": "3", "is_deleted": false, "custom_fields": {"gross_margin": 0.35, "notes": {"x": 1}}}],
+             "additional_data": {"next_cursor": null}}
+            """#.utf8)
+        let v1 = Data(#"""
+            {"success": true, "data": [{"id": 213973, "title": "Acme", "value": "5000.5", "currency": "EUR", "status": "open",
+              "stage_id": 2, "pipeline_id": 1,
+              "user_id": {"id": 8877, "name": "Owner", "email": "owner@example.com", "active_flag": true, "value": 8877},
+              "person_id": {"active_flag": true, "name": "Person", "email": [{"value": "p@example.com", "primary": true}], "value": 1101},
+              "org_id": {"name": "Org", "people_count": 2, "owner_id": 8877, "value": 5},
+              "add_time": "2019-05-29 04:21:51", "update_time": "2019-11-28 16:19:50", "active": true, "deleted": false,
+              "visible_to": "3"}],
+             "additional_data": {"pagination": {"start": 0, "limit": 500, "more_items_in_collection": false}}}
+            """#.utf8)
+        let connector = PipedriveConnector(
+            name: "pd", baseURL: "https://acme.pipedrive.com/api/v1/",
+            http: CRMHTTPClient(connector: "pd", http: .shared, requestsPerSecond: 1, searchRequestsPerSecond: 1,
+                                retry: RetryPolicy(), authorization: [], logger: Self.quiet),
+            marginField: "gross_margin")
+        #expect(connector.baseURL == "https://acme.pipedrive.com")
+        var records: [CRMDeal] = []
+        for body in [v2, v1] {
+            let envelope = try JSONDecoder().decode(PipedriveWire.Envelope<[PipedriveWire.Deal]>.self, from: body)
+            let deal = try #require(envelope.data?.first)
+            let at = try #require(PipedriveConnector.stamp(deal.update_time))
+            records.append(connector.deal(deal, at: at, history: []))
+        }
+        #expect(records[0].owner == "8877" && records[0].contactIDs == ["1101"] && records[0].accountIDs == ["5"])
+        #expect(records[0].amount == Decimal(string: "5000.5"))
+        #expect(records[0].grossMargin == Decimal(string: "0.35"))
+        #expect(records[0].stageHistory == [StageChange(stage: "2", enteredAt: CRMTimestamp.parse("2019-05-29T04:21:51Z")!)])
+        records[1].grossMargin = records[0].grossMargin
+        #expect(records[0] == records[1])
+    }
+
     @Test func rebuildingHandlesReopenedDealsAndSameSecondEdits() {
         let t0 = CRMTimestamp.parse("2026-07-01 09:00:00")!
         let t1 = CRMTimestamp.parse("2026-07-02 09:00:00")!
