@@ -209,9 +209,10 @@ struct PipedriveAPI: Sendable {
         let more = start + page.count < all.count
         let next = more ? page.last.map { PageCursor(field: sortBy, value: key($0), id: $0.id).encoded } : nil
         let faults = await state.faults
-        if start > 0, !page.isEmpty, await state.roll(faults.repeatRecords) {
-            // A record from an earlier page shows up again.
-            page.insert(all[await state.randomInt(0..<start)], at: 0)
+        if let first = page.first, await state.roll(faults.repeatRecords) {
+            // A record from an earlier page (or from before `updated_since`) shows up again.
+            let earlier = await state.records(object).values.filter { visible($0) && (key($0), $0.id) < (key(first), first.id) }
+            if !earlier.isEmpty { page.insert(earlier[earlier.index(earlier.startIndex, offsetBy: await state.randomInt(0..<earlier.count))], at: 0) }
         }
         let rendered = page.map { render($0, object: object) }
         if object == "deals" {
