@@ -11,7 +11,7 @@ import NIOCore
 public struct SimulatorServer: Sendable {
     public let kind: CRMKind
     public let state: SimulatorState
-    /// The token clients must send (`Authorization: Bearer …`).
+    /// The token clients must send (HubSpot `Authorization: Bearer …`, Pipedrive `x-api-token`).
     public let token: String
 
     public init(kind: CRMKind, state: SimulatorState, token: String = "sim-token") {
@@ -27,13 +27,18 @@ public struct SimulatorServer: Sendable {
         let router = Router()
         let state = self.state
         let token = self.token
-        let guarded: Guard = { request, search, handler in
-            try await Self.guarded(request: request, search: search, state: state, token: token, handler: handler)
+        // Each CRM's endpoints sit behind the same guard, speaking that CRM's dialect.
+        func guarded(_ dialect: SimulatorDialect) -> Guard {
+            { request, search, handler in
+                try await Self.guarded(request: request, search: search, state: state, token: token, dialect: dialect, handler: handler)
+            }
         }
         switch kind {
         case .hubspot:
-            HubSpotAPI(state: state).register(on: router, guarded: guarded)
-        case .salesforce, .pipedrive:
+            HubSpotAPI(state: state).register(on: router, guarded: guarded(.hubSpot))
+        case .pipedrive:
+            PipedriveAPI(state: state).register(on: router, guarded: guarded(PipedriveAPI.dialect(state: state)))
+        case .salesforce:
             break
         }
         router.get("/_sim/health") { _, _ in "ok" }
@@ -46,31 +51,30 @@ public struct SimulatorServer: Sendable {
 
     /// Authentication, the enforced rate limit, then injected faults, in that order.
     static func guarded(
-        request: Request, search: Bool, state: SimulatorState, token: String,
+        request: Request, search: Bool, state: SimulatorState, token: String, dialect: SimulatorDialect = .hubSpot,
         handler: @Sendable () async throws -> SimResponse
     ) async throws -> Response {
         let path = request.uri.path
-        let authorization = request.headers[.authorization] ?? ""
-        guard authorization == "Bearer \(token)" else {
+        guard dialect.authorized(request, token) else {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 401))
-            return json(401, ["status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"]).response
+            return dialect.unauthorized().response
         }
         let faults = await state.faults
         if await !state.admit(search: search) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-            return rateLimited(search: search, retryAfter: nil).response
+            return await dialect.rateLimited(search, nil).response
         }
         if await state.roll(faults.rateLimited) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-            return rateLimited(search: search, retryAfter: faults.retryAfterSeconds).response
+            return await dialect.rateLimited(search, faults.retryAfterSeconds).response
         }
         if await state.roll(faults.serverError) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 500))
-            return json(500, ["status": "error", "message": "internal error", "category": "INTERNAL_ERROR"]).response
+            return dialect.failure(500).response
         }
         if await state.roll(faults.unavailable) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 503))
-            return json(503, ["status": "error", "message": "Service Unavailable", "category": "SERVICE_UNAVAILABLE"]).response
+            return dialect.failure(503).response
         }
         if await state.roll(faults.hang) {
             try await Task.sleep(for: faults.hangDuration)

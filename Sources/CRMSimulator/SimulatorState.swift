@@ -11,7 +11,7 @@ public actor SimulatorState {
         public var status: Int
     }
 
-    public private(set) var data: SimulatedDataset
+    public internal(set) var data: SimulatedDataset
     public var faults: FaultSpec
     private var rng: SeededRandom
     public private(set) var log: [LoggedRequest] = []

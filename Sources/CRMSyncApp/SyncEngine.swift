@@ -143,13 +143,17 @@ public enum ConnectorFactory {
         let client = CRMHTTPClient(
             connector: config.name, http: http, requestsPerSecond: config.requestsPerSecond,
             searchRequestsPerSecond: config.searchRequestsPerSecond,
-            retry: RetryPolicy(maxAttempts: config.maxAttempts), authorization: [("Authorization", "Bearer \(config.token)")],
+            retry: RetryPolicy(maxAttempts: config.maxAttempts),
+            authorization: config.kind == .pipedrive ? PipedriveConnector.authorization(token: config.token) : [("Authorization", "Bearer \(config.token)")],
             timeout: timeout ?? config.requestTimeout, logger: logger)
         switch config.kind {
         case .hubspot:
             return HubSpotConnector(name: config.name, baseURL: config.baseURL, http: client, pageSize: config.pageSize,
                                     marginField: config.mapping.grossMarginField)
-        case .salesforce, .pipedrive:
+        case .pipedrive:
+            return PipedriveConnector(name: config.name, baseURL: config.baseURL, http: client, pageSize: config.pageSize,
+                                      marginField: config.mapping.grossMarginField)
+        case .salesforce:
             throw ConnectorError.unsupported(connector: config.name, what: "the \(config.kind.rawValue) connector (not built yet)")
         }
     }

@@ -159,7 +159,8 @@ public struct CRMHTTPClient: Sendable {
     }
 
     static func retryAfter(_ headers: HTTPHeaders) -> Duration? {
-        guard let value = headers.first(name: "Retry-After") else { return nil }
+        // Pipedrive may omit Retry-After but says when its rolling window resets.
+        guard let value = headers.first(name: "Retry-After") ?? headers.first(name: "x-ratelimit-reset") else { return nil }
         if let seconds = Double(value) { return .milliseconds(Int64(seconds * 1000)) }
         return nil
     }
