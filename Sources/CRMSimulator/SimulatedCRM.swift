@@ -167,8 +167,42 @@ public struct SimulatedDataset: Sendable {
                         "meetings": [:], "emails": [:], "tasks": [:]]
         data.associations = ["deals->contacts": dealContacts, "deals->companies": dealCompanies,
                              "calls->contacts": callContacts, "calls->deals": callDeals]
+        data.events += sequenceMail(contacts: contacts, seed: seed, now: CRMTimestamp.millis(now))
         data.events.sort { $0.occurred_at < $1.occurred_at }
         return data
+    }
+
+    /// Step mails of the white-paper follow-up to a fifth of the contacts, with opens, clicks and
+    /// unsubscribes thinning out step by step (the ESP's side of the e-mail KPIs). A generator of
+    /// its own, so the CRM records above stay the same for a seed.
+    static func sequenceMail(contacts: [Int: SimRecord], seed: UInt64, now: Int64) -> [SimEngagementEvent] {
+        var rng = SeededRandom(seed: seed ^ 0x5E0_0E17)
+        let day: Int64 = 86_400_000
+        var events: [SimEngagementEvent] = []
+        for id in contacts.keys.sorted() where id % 5 == 0 {
+            guard let email = contacts[id]?.properties["email"] else { continue }
+            var at = now - 30 * day + Int64.random(in: 0..<(5 * day), using: &rng)
+            for step in 1...4 {
+                func event(_ type: String, after: Int64) {
+                    events.append(SimEngagementEvent(
+                        type: type, id: "seq_\(id)_\(step)_\(type)", occurred_at: CRMTimestamp.iso(.init(ms: at + after)),
+                        contact: .init(email: email, external_id: "hubspot:\(id)"), campaign: "wp-2026-q4",
+                        sequence: "white-paper-follow-up", step: step, url: type == "email.clicked" ? "https://example.com/wp" : nil))
+                }
+                event("email.sent", after: 0)
+                event("email.delivered", after: 60_000)
+                if rng.chance(0.55 - 0.08 * Double(step)) {
+                    event("email.opened", after: 3_600_000)
+                    if rng.chance(0.35) { event("email.clicked", after: 3_700_000) }
+                }
+                if rng.chance(0.01 + 0.005 * Double(step)) {
+                    event("email.unsubscribed", after: 3_800_000)
+                    break
+                }
+                at += [2, 3, 3][min(step - 1, 2)] * day
+            }
+        }
+        return events
     }
 }
 
