@@ -125,7 +125,7 @@ public enum HTMLReport {
     }
 
     static func nurtureSection(_ dashboard: Dashboard) -> String {
-        var out = "<h2>Nurture sequences</h2>"
+        let out = "<h2>Nurture sequences</h2>"
         guard !dashboard.nurture.isEmpty else { return out + empty("No enrollments yet.") }
         let statuses = Set(dashboard.nurture.map(\.status)).sorted()
         let sequences = Set(dashboard.nurture.map(\.sequence)).sorted()

@@ -1,0 +1,91 @@
+import AsyncHTTPClient
+import CRMSimulator
+import CRMSyncTestSupport
+import Foundation
+import Testing
+
+/// `crm-sync serve` as an operator runs it: its scheduler syncs the configured CRM, and `/metrics`
+/// (scraped while it works) shows records, HTTP requests by status and the last success per connector.
+@Suite struct ServeMetricsTests {
+    let support = SyncAgainstSimulatorTests()
+
+    /// A port nothing listens on right now (bind to 0, read it, close).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw CocoaError(.fileNoSuchFile) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @Test func metricsAreScrapedWhileTheSchedulerSyncs() async throws {
+        let data = SimulatedDataset.generate(seed: 31, deals: 600, now: Date())
+        // A tight rate limit makes the first sync take a few seconds, so scrapes see it under way.
+        let state = SimulatorState(data: data, seed: 31, rateLimit: (40, 20))
+        try await support.withSimulator(state) { simPort in
+            try await TestDatabase.with { _, url in
+                let port = try Self.freePort()
+                let config = try CommandLineTests().temporaryFile("crm-sync.yaml", """
+                    connectors:
+                      - name: hs
+                        kind: hubspot
+                        base_url: http://127.0.0.1:\(simPort)
+                        token_env: HUBSPOT_TOKEN
+                        mapping: \(TestDatabase.packageRoot)/Mappings/hubspot.yaml
+                        poll_interval: 2s
+                        requests_per_second: 30
+                        search_requests_per_second: 15
+                        page_size: 50
+                    """)
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+                process.arguments = ["serve", "--config", config, "--port", "\(port)"]
+                var environment = ProcessInfo.processInfo.environment
+                environment["DATABASE_URL"] = TestDatabase.text(url)
+                environment["HUBSPOT_TOKEN"] = "sim-token"
+                process.environment = environment
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                defer { if process.isRunning { process.terminate() } }
+
+                var scrapes: [String] = []
+                var finished = false
+                for _ in 0..<120 where !finished {
+                    try await Task.sleep(for: .milliseconds(250))
+                    guard let response = try? await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get(),
+                          response.status == .ok, let body = response.body else { continue }
+                    let text = String(buffer: body)
+                    scrapes.append(text)
+                    finished = text.contains("crm_sync_last_success_timestamp_seconds{connector=\"hs\"}")
+                }
+                #expect(finished, "a sync finished and /metrics says when")
+                let during = scrapes.filter { $0.contains("crm_sync_records_total") && !$0.contains("crm_sync_last_success_timestamp_seconds") }
+                #expect(!during.isEmpty, "at least one scrape saw records counted before the first sync finished")
+                let last = try #require(scrapes.last)
+                #expect(Self.value(last, #"crm_sync_records_total{connector="hs",stream="deals"}"#) ?? 0 >= 590)
+                #expect(Self.value(last, #"crm_sync_http_requests_total{connector="hs",status="200"}"#) ?? 0 > 10)
+                #expect(last.contains("crm_sync_inbox_pending"))
+                #expect(last.contains("# TYPE crm_sync_records_total counter"))
+
+                // SIGTERM: a graceful stop with exit code 0.
+                process.terminate()
+                for _ in 0..<200 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(!process.isRunning)
+                #expect(process.terminationStatus == 0)
+            }
+        }
+    }
+
+    /// The value of one sample line, e.g. `name{labels} 42`.
+    static func value(_ exposition: String, _ sample: String) -> Double? {
+        exposition.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+}
