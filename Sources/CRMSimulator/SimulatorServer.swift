@@ -6,8 +6,8 @@ import HummingbirdCore
 import Logging
 import NIOCore
 
-/// The CRM simulator as an HTTP server on loopback: one CRM's wire format, the account's rate
-/// limit answered with that CRM's 429, and injected faults.
+/// The CRM simulator as an HTTP server on loopback: one CRM's wire format, the account's limits
+/// answered the way that CRM answers them, and injected faults.
 public struct SimulatorServer: Sendable {
     public let kind: CRMKind
     public let state: SimulatorState
@@ -27,13 +27,16 @@ public struct SimulatorServer: Sendable {
         let router = Router()
         let state = self.state
         let token = self.token
+        let errors = WireErrors.of(kind)
         let guarded: Guard = { request, search, handler in
-            try await Self.guarded(request: request, search: search, state: state, token: token, handler: handler)
+            try await Self.guarded(request: request, search: search, state: state, token: token, errors: errors, handler: handler)
         }
         switch kind {
         case .hubspot:
             HubSpotAPI(state: state).register(on: router, guarded: guarded)
-        case .salesforce, .pipedrive:
+        case .salesforce:
+            SalesforceAPI(state: state).register(on: router, guarded: guarded)
+        case .pipedrive:
             break
         }
         router.get("/_sim/health") { _, _ in "ok" }
@@ -44,33 +47,41 @@ public struct SimulatorServer: Sendable {
             logger: logger ?? Logger(label: "crm-simulator"))
     }
 
-    /// Authentication, the enforced rate limit, then injected faults, in that order.
+    /// Authentication, the day's request quota, the enforced rate limit, then injected faults, in
+    /// that order; refusals are worded the way the simulated CRM words them (`errors`).
     static func guarded(
-        request: Request, search: Bool, state: SimulatorState, token: String,
+        request: Request, search: Bool, state: SimulatorState, token: String, errors: WireErrors,
         handler: @Sendable () async throws -> SimResponse
     ) async throws -> Response {
         let path = request.uri.path
         let authorization = request.headers[.authorization] ?? ""
         guard authorization == "Bearer \(token)" else {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 401))
-            return json(401, ["status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"]).response
+            return errors.unauthorized().response
+        }
+        if await !state.spendDailyRequest() {
+            let refusal = errors.quotaExhausted()
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: refusal.status))
+            return refusal.response
         }
         let faults = await state.faults
-        if await !state.admit(search: search) {
-            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-            return rateLimited(search: search, retryAfter: nil).response
-        }
-        if await state.roll(faults.rateLimited) {
-            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-            return rateLimited(search: search, retryAfter: faults.retryAfterSeconds).response
+        if let rateLimited = errors.rateLimited {
+            if await !state.admit(search: search) {
+                await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
+                return rateLimited(search, nil).response
+            }
+            if await state.roll(faults.rateLimited) {
+                await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
+                return rateLimited(search, faults.retryAfterSeconds).response
+            }
         }
         if await state.roll(faults.serverError) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 500))
-            return json(500, ["status": "error", "message": "internal error", "category": "INTERNAL_ERROR"]).response
+            return errors.serverError().response
         }
         if await state.roll(faults.unavailable) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 503))
-            return json(503, ["status": "error", "message": "Service Unavailable", "category": "SERVICE_UNAVAILABLE"]).response
+            return errors.unavailable().response
         }
         if await state.roll(faults.hang) {
             try await Task.sleep(for: faults.hangDuration)

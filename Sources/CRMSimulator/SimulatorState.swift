@@ -20,6 +20,10 @@ public actor SimulatorState {
     /// Requests per second the simulated account allows (general, search), enforced with 429s.
     public var rateLimit: (general: Double, search: Double)
     private var buckets: [String: (tokens: Double, at: Date)] = [:]
+    /// Requests the simulated org allows in a day (Salesforce's API quota); nil is unlimited.
+    public var dailyRequestLimit: Int?
+    /// Requests counted against the day's quota so far.
+    public private(set) var requestsToday = 0
 
     public init(
         data: SimulatedDataset, faults: FaultSpec = .none, seed: UInt64 = 1,
@@ -35,6 +39,16 @@ public actor SimulatorState {
     public func setFaults(_ spec: FaultSpec) { faults = spec }
     public func setRateLimit(general: Double, search: Double) { rateLimit = (general, search) }
     public func clearLog() { log.removeAll() }
+    public func setDailyRequestLimit(_ limit: Int?) { dailyRequestLimit = limit }
+    /// A new day: the quota is full again.
+    public func startNewDay() { requestsToday = 0 }
+
+    /// Counts an authenticated request against the day's quota; false means refuse it.
+    public func spendDailyRequest() -> Bool {
+        if let limit = dailyRequestLimit, requestsToday >= limit { return false }
+        requestsToday += 1
+        return true
+    }
     public func record(_ entry: LoggedRequest) { log.append(entry) }
     public func roll(_ p: Double) -> Bool { rng.chance(p) }
     public func randomInt(_ range: Range<Int>) -> Int { Int.random(in: range, using: &rng) }
