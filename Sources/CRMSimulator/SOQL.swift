@@ -89,8 +89,13 @@ struct SOQLQuery: Sendable, Equatable {
 
     static func evaluate(_ condition: SOQLCondition, on row: SObjectRow) throws(SOQLError) -> Bool {
         switch condition {
-        case .and(let l, let r): return try evaluate(l, on: row) && evaluate(r, on: row)
-        case .or(let l, let r): return try evaluate(l, on: row) || evaluate(r, on: row)
+        // Typed throws do not pass through the autoclosures of && and ||.
+        case .and(let l, let r):
+            guard try evaluate(l, on: row) else { return false }
+            return try evaluate(r, on: row)
+        case .or(let l, let r):
+            if try evaluate(l, on: row) { return true }
+            return try evaluate(r, on: row)
         case .not(let c): return try !evaluate(c, on: row)
         case .within(let field, let values, let negated):
             var found = false

@@ -67,12 +67,14 @@ public struct SimulatorServer: Sendable {
         let faults = await state.faults
         if let rateLimited = errors.rateLimited {
             if await !state.admit(search: search) {
-                await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-                return rateLimited(search, nil).response
+                let refusal = rateLimited(search, nil)
+                await state.record(.init(method: "\(request.method)", path: path, page: "", status: refusal.status))
+                return refusal.response
             }
             if await state.roll(faults.rateLimited) {
-                await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-                return rateLimited(search, faults.retryAfterSeconds).response
+                let refusal = rateLimited(search, faults.retryAfterSeconds)
+                await state.record(.init(method: "\(request.method)", path: path, page: "", status: refusal.status))
+                return refusal.response
             }
         }
         if await state.roll(faults.serverError) {

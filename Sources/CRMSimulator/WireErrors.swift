@@ -31,3 +31,22 @@ struct WireErrors: Sendable {
         serverError: { SimulatorServer.json(500, ["status": "error", "message": "internal error", "category": "INTERNAL_ERROR"]) },
         unavailable: { SimulatorServer.json(503, ["status": "error", "message": "Service Unavailable", "category": "SERVICE_UNAVAILABLE"]) })
 }
+
+extension WireErrors {
+    /// Salesforce words every refusal as a JSON array of `{errorCode, message}` and has no 429: too
+    /// many requests at once is a 403 `REQUEST_LIMIT_EXCEEDED`, like the day's quota, told apart
+    /// only by the message. Injected "429" faults therefore come out as that 403.
+    static let salesforce = WireErrors(
+        unauthorized: { sfError(401, "INVALID_SESSION_ID", "Session expired or invalid") },
+        quotaExhausted: { sfError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.") },
+        rateLimited: { _, _ in sfError(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.") },
+        serverError: {
+            sfError(500, "UNKNOWN_EXCEPTION",
+                    "An unexpected error occurred. Please include this ErrorId if you contact support: 1183573417-42 (-1)")
+        },
+        unavailable: { sfError(503, "SERVER_UNAVAILABLE", "Service temporarily unavailable, please retry.") })
+
+    static func sfError(_ status: Int, _ code: String, _ message: String) -> SimResponse {
+        SimulatorServer.json(status, [["errorCode": code, "message": message]])
+    }
+}

@@ -1,0 +1,232 @@
+import CRMSyncCore
+import Foundation
+
+/// Salesforce REST (`/services/data/vNN.N/`): one incremental SOQL query per object on
+/// `SystemModstamp`, paged through its query locator (`nextRecordsUrl`) until `done`; deletes from
+/// `sobjects/X/deleted/`. Stage history (`OpportunityHistory`) and deal↔contact links
+/// (`OpportunityContactRole`) are objects of their own with their own cursors.
+public struct SalesforceConnector: CRMConnector {
+    public let name: String
+    public let kind = CRMKind.salesforce
+    /// `https://yourorg.my.salesforce.com` (scheme, host and port; `nextRecordsUrl` paths go after it).
+    public let instanceURL: String
+    public let apiVersion: String
+    public let http: CRMHTTPClient
+    public let pageSize: Int
+    public let marginField: String?
+
+    public init(
+        name: String, instanceURL: String, http: CRMHTTPClient, pageSize: Int = 2000, apiVersion: String = "59.0",
+        marginField: String? = nil
+    ) {
+        self.name = name
+        var base = instanceURL
+        while base.hasSuffix("/") { base.removeLast() }
+        // Accept an instance URL given with the REST path already on it.
+        if let range = base.range(of: "/services/data") { base = String(base[..<range.lowerBound]) }
+        self.instanceURL = base
+        self.apiVersion = apiVersion
+        self.http = http
+        // Salesforce pages hold 200 to 2,000 records (`Sforce-Query-Options: batchSize`).
+        self.pageSize = min(max(pageSize, 200), 2000)
+        self.marginField = marginField
+    }
+
+    var restBase: String { "\(instanceURL)/services/data/v\(apiVersion)" }
+
+    // MARK: Objects
+
+    struct Spec: Sendable {
+        var object: String
+        var fields: [String]
+        /// `queryAll`: deleted rows come back with `IsDeleted`, for links whose removal the
+        /// `deleted/` list could not place (it gives the row id, not the pair it linked).
+        var includeDeleted = false
+        /// Where `deleted/` entries go; nil when the object's deletions are not read there.
+        var deletes: ObjectType?
+    }
+
+    public var streams: [SyncStream] {
+        [
+            .init("User", .owners), .init("Account", .accounts), .init("Contact", .contacts), .init("Lead", .contacts),
+            .init("Campaign", .campaigns), .init("Opportunity", .deals), .init("OpportunityHistory", .stageHistory),
+            .init("OpportunityContactRole", .dealContacts), .init("Task", .activities), .init("Event", .activities),
+            .init("CampaignMember", .campaignMembers),
+        ]
+    }
+
+    func spec(for stream: SyncStream) -> Spec {
+        switch stream.key {
+        case "User":
+            Spec(object: "User", fields: ["Id", "FirstName", "LastName", "Email", "IsActive", "SystemModstamp"])
+        case "Account":
+            Spec(object: "Account", fields: ["Id", "Name", "Website", "OwnerId", "SystemModstamp"], deletes: .accounts)
+        case "Contact":
+            Spec(object: "Contact", fields: ["Id", "FirstName", "LastName", "Email", "AccountId", "OwnerId", "SystemModstamp"],
+                 deletes: .contacts)
+        case "Lead":
+            Spec(object: "Lead", fields: ["Id", "FirstName", "LastName", "Email", "Company", "Status", "OwnerId", "SystemModstamp"],
+                 deletes: .contacts)
+        case "Campaign":
+            Spec(object: "Campaign", fields: ["Id", "Name", "ActualCost", "BudgetedCost", "CurrencyIsoCode", "StartDate", "SystemModstamp"])
+        case "Opportunity":
+            Spec(object: "Opportunity",
+                 fields: ["Id", "Name", "Amount", "CurrencyIsoCode", "StageName", "OwnerId", "AccountId", "CreatedDate", "CloseDate",
+                          "IsClosed", "SystemModstamp"] + (marginField.map { [$0] } ?? []),
+                 deletes: .deals)
+        case "OpportunityHistory":
+            Spec(object: "OpportunityHistory", fields: ["Id", "OpportunityId", "StageName", "CreatedDate", "SystemModstamp"])
+        case "OpportunityContactRole":
+            Spec(object: "OpportunityContactRole", fields: ["Id", "OpportunityId", "ContactId", "IsDeleted", "SystemModstamp"],
+                 includeDeleted: true)
+        case "Task":
+            Spec(object: "Task",
+                 fields: ["Id", "Subject", "WhoId", "WhatId", "OwnerId", "TaskSubtype", "ActivityDate", "CompletedDateTime",
+                          "CreatedDate", "SystemModstamp"],
+                 deletes: .activities)
+        case "Event":
+            Spec(object: "Event", fields: ["Id", "Subject", "WhoId", "WhatId", "OwnerId", "StartDateTime", "ActivityDateTime",
+                                           "CreatedDate", "SystemModstamp"],
+                 deletes: .activities)
+        default:
+            Spec(object: "CampaignMember",
+                 fields: ["Id", "CampaignId", "ContactId", "LeadId", "Status", "CreatedDate", "IsDeleted", "SystemModstamp"],
+                 includeDeleted: true)
+        }
+    }
+
+    public func pager(for stream: SyncStream, anchor: Date?, cursor: SyncCursor) -> any ChangePager {
+        SOQLPager(connector: self, stream: stream, spec: spec(for: stream), anchor: anchor, cursor: cursor)
+    }
+
+    /// The incremental query. SOQL date-times carry whole seconds, so the filter starts at the
+    /// anchor's second and the pager drops what lies before the anchor itself.
+    func soql(_ spec: Spec, anchor: Date?) -> String {
+        var text = "SELECT \(spec.fields.joined(separator: ", ")) FROM \(spec.object)"
+        if let anchor { text += " WHERE SystemModstamp >= \(Self.soqlDateTime(anchor))" }
+        return text + " ORDER BY SystemModstamp, Id"
+    }
+
+    static func soqlDateTime(_ date: Date) -> String {
+        String(CRMTimestamp.iso(Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))).prefix(19)) + "Z"
+    }
+
+    func query(_ soql: String, spec: Spec) async throws -> SalesforceWire.QueryResponse {
+        let encoded = soql.addingPercentEncoding(withAllowedCharacters: Self.queryValueAllowed) ?? soql
+        let url = "\(restBase)/\(spec.includeDeleted ? "queryAll" : "query")/?q=\(encoded)"
+        return try await http.json(
+            .init(url: url, headers: [("Sforce-Query-Options", "batchSize=\(pageSize)")]),
+            as: SalesforceWire.QueryResponse.self, classify: classify("query \(spec.object)"))
+    }
+
+    func more(_ path: String, spec: Spec) async throws -> SalesforceWire.QueryResponse {
+        // `nextRecordsUrl` is a path on the instance, never a full URL.
+        guard path.hasPrefix("/services/data/") else {
+            throw ConnectorError.malformedResponse(connector: name, what: "query \(spec.object): nextRecordsUrl '\(path.prefix(80))' is not a REST path")
+        }
+        return try await http.json(
+            .init(url: instanceURL + path, headers: [("Sforce-Query-Options", "batchSize=\(pageSize)")]),
+            as: SalesforceWire.QueryResponse.self, classify: classify("query \(spec.object)"))
+    }
+
+    /// `deleted/` reaches back 15 days and counts whole minutes; the window is widened to at least
+    /// two minutes so it is never empty.
+    public func deletions(for stream: SyncStream, since: Date?) async throws -> [Deletion] {
+        let spec = spec(for: stream)
+        guard let type = spec.deletes else { return [] }
+        let end = Date()
+        let earliest = end.addingTimeInterval(-15 * 86_400 + 120)
+        let start = min(max(since ?? earliest, earliest), end.addingTimeInterval(-120))
+        let url = "\(restBase)/sobjects/\(spec.object)/deleted/?start=\(Self.deletedParameter(start))&end=\(Self.deletedParameter(end))"
+        let response = try await http.json(.init(url: url), as: SalesforceWire.DeletedResponse.self,
+                                           classify: classify("deleted \(spec.object)"))
+        return response.deletedRecords.map { entry in
+            Deletion(objectType: type, externalID: entry.id, deletedAt: CRMTimestamp.parse(entry.deletedDate) ?? end)
+        }
+    }
+
+    /// `2026-11-01T00:00:00+00:00`, percent-encoded as the REST API expects it.
+    static func deletedParameter(_ date: Date) -> String {
+        let text = String(CRMTimestamp.iso(date).prefix(19)) + "+00:00"
+        return text.addingPercentEncoding(withAllowedCharacters: queryValueAllowed) ?? text
+    }
+
+    static let queryValueAllowed: CharacterSet = {
+        var set = CharacterSet.urlQueryAllowed
+        set.remove(charactersIn: "+&=:,/?#")
+        return set
+    }()
+
+    /// Salesforce errors are `[{"errorCode": …, "message": …}]`; the message names the connector,
+    /// what was being read, and Salesforce's own code and words.
+    func classify(_ what: String) -> @Sendable (CRMHTTPClient.Response) -> ConnectorError {
+        let name = self.name
+        return { response in
+            let first = (try? JSONDecoder().decode([SalesforceWire.ErrorBody].self, from: response.body))?.first
+            let detail = first.map { "\($0.errorCode ?? "ERROR"): \($0.message ?? "no message")" }
+                ?? "HTTP \(response.status) without a Salesforce error body"
+            let message = "\(what): \(detail)"
+            switch (response.status, first?.errorCode) {
+            case (401, _):
+                return .authentication(connector: name, message: message)
+            case (403, "REQUEST_LIMIT_EXCEEDED"?):
+                // The day's quota (`TotalRequests`) will not come back by retrying; too many
+                // concurrent requests will.
+                if first?.message?.contains("TotalRequests") ?? false {
+                    return .quotaExhausted(connector: name, message: message)
+                }
+                return .throttled(connector: name, message: message)
+            default:
+                return .http(connector: name, status: response.status, message: message)
+            }
+        }
+    }
+}
+
+/// Reads one object's changes through one SOQL query and its locator. A locator pages through
+/// the result as it stood when the query ran, so records sharing a stamp across pages can be
+/// neither skipped nor doubled by edits made meanwhile; a run that stops half way resumes with
+/// `>=` on the cursor's stamp, skipping the ids the cursor holds at exactly that stamp.
+struct SOQLPager: ChangePager {
+    let connector: SalesforceConnector
+    let stream: SyncStream
+    let spec: SalesforceConnector.Spec
+    let anchor: Date?
+    let seenAtAnchor: Set<String>
+    var nextPath: String?
+    var started = false
+
+    init(connector: SalesforceConnector, stream: SyncStream, spec: SalesforceConnector.Spec, anchor: Date?, cursor: SyncCursor) {
+        self.connector = connector
+        self.stream = stream
+        self.spec = spec
+        self.anchor = anchor
+        seenAtAnchor = anchor != nil && anchor == cursor.modifiedAt ? cursor.idsAtModifiedAt : []
+    }
+
+    mutating func next() async throws -> ChangePage? {
+        let response: SalesforceWire.QueryResponse
+        if !started {
+            response = try await connector.query(connector.soql(spec, anchor: anchor), spec: spec)
+            started = true
+        } else if let path = nextPath {
+            response = try await connector.more(path, spec: spec)
+        } else {
+            return nil
+        }
+        nextPath = response.done ? nil : response.nextRecordsUrl
+        if !response.done && nextPath == nil {
+            throw ConnectorError.malformedResponse(connector: connector.name, what: "query \(spec.object): done is false but there is no nextRecordsUrl")
+        }
+        if response.records.isEmpty && nextPath == nil { return nil }
+        let stamped = response.records.compactMap { record in record.date("SystemModstamp").map { (record: record, at: $0) } }
+        let fresh = stamped.filter { item in
+            guard let anchor else { return true }
+            return item.at > anchor || (item.at == anchor && !seenAtAnchor.contains(item.record.id))
+        }
+        let batch = SalesforceRecords(connector: connector.name, marginField: connector.marginField)
+            .batch(stream: stream, records: fresh.map(\.record))
+        let stamps = fresh.map { (id: $0.record.id, modifiedAt: $0.at) }
+        return ChangePage(batch: batch, stamps: stamps, ids: stamps.map(\.id))
+    }
+}
