@@ -217,7 +217,7 @@ struct Simulate: AsyncParsableCommand {
 
     struct CRM: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "crm", abstract: "Serve a simulated CRM speaking its real wire format, with its rate limit and injected faults.")
-        @Option(help: "hubspot (salesforce and pipedrive: not built yet).") var kind: String = "hubspot"
+        @Option(help: "hubspot or salesforce (pipedrive: not built yet).") var kind: String = "hubspot"
         @Option(help: "Port on 127.0.0.1 (0 picks a free one).") var port = 0
         @Option(help: "Seed of the generated data.") var seed: UInt64 = 1
         @Option(help: "How many deals to generate.") var records = 1_000
@@ -226,7 +226,9 @@ struct Simulate: AsyncParsableCommand {
         @Option(help: "The bearer token clients must send.") var token = "sim-token"
 
         func validate() throws {
-            guard CRMKind(rawValue: kind) == .hubspot else { throw ValidationError("--kind: only hubspot is simulated so far") }
+            guard let crm = CRMKind(rawValue: kind), crm != .pipedrive else {
+                throw ValidationError("--kind: hubspot or salesforce (pipedrive is not simulated yet)")
+            }
             if let faults { _ = try FaultSpec(parsing: faults) }
         }
 
@@ -234,7 +236,7 @@ struct Simulate: AsyncParsableCommand {
             let spec = try faults.map { try FaultSpec(parsing: $0) } ?? .none
             let data = SimulatedDataset.generate(seed: seed, deals: records, now: Date())
             let state = SimulatorState(data: data, faults: spec, seed: seed, rateLimit: (rate, max(rate / 2, 1)))
-            let server = SimulatorServer(kind: .hubspot, state: state, token: token)
+            let server = SimulatorServer(kind: CRMKind(rawValue: kind) ?? .hubspot, state: state, token: token)
             let app = server.application(port: port, onRunning: { port in stderr("simulate: \(kind) on http://127.0.0.1:\(port) (token \(token))") })
             try await app.runService()
         }
