@@ -96,6 +96,15 @@ public actor SimulatorState {
         data.objects["deals"]![id] = deal
     }
 
+    /// Deletes a record as a salesperson would: HubSpot archives it, Salesforce moves it to the
+    /// recycle bin (`deleted/`, `IsDeleted` in queryAll) with its contact roles.
+    public func delete(_ object: String, id: Int, at: Date) {
+        guard var record = data.objects[object]?[id], !record.archived else { return }
+        record.archived = true
+        record.archivedAt = CRMTimestamp.millis(at)
+        data.objects[object]![id] = record
+    }
+
     /// Creates a record through the API (tasks created by the nurture engine for owners).
     public func create(_ object: String, properties: [String: String], associations: [(String, Int)]) -> SimRecord {
         data.nextID += 1
