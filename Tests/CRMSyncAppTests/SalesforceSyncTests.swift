@@ -234,6 +234,10 @@ import Testing
         let data = SimulatedDataset.generate(seed: 12, deals: 2_000, now: Date())
         var faults = FaultSpec.all
         faults.hangDuration = .seconds(3)
+        // Salesforce pages are large (200 at the least), so a run makes few requests: raise the
+        // odds enough that every kind of fault happens in one run.
+        faults.rateLimited = 0.08
+        faults.truncate = 0.05
         let state = SimulatorState(data: data, faults: faults, seed: 12, rateLimit: (5_000, 5_000))
         try await TestDatabase.with { client, _ in
             try await Self.withSimulator(state) { port in
