@@ -181,24 +181,38 @@ struct SalesforceOrg {
         }
     }
 
+    /// The survivor each merged-away record points at (`MasterRecordId`). The dataset records
+    /// merges the other way round, on the survivor (`hs_merged_object_ids`).
+    private func masters(_ object: String, prefix: String) -> [Int: SFValue] {
+        var result: [Int: SFValue] = [:]
+        for record in (data.objects[object] ?? [:]).values {
+            for absorbed in (record.properties["hs_merged_object_ids"] ?? "").split(separator: ";") {
+                if let id = Int(absorbed.trimmingCharacters(in: .whitespaces)) { result[id] = .id(prefix, record.id) }
+            }
+        }
+        return result
+    }
+
     func accounts() -> [SObjectRow] {
-        sorted("companies").map { company in
+        let masters = masters("companies", prefix: SalesforceID.account)
+        return sorted("companies").map { company in
             row(company, [
                 "Id": .id(SalesforceID.account, company.id), "Name": .text(company.properties["name"]),
                 "Website": .text(company.properties["domain"]), "OwnerId": owner(company.properties["hubspot_owner_id"]),
-                "MasterRecordId": .null,
+                "MasterRecordId": masters[company.id] ?? .null,
             ])
         }
     }
 
     func contacts() -> [SObjectRow] {
-        sorted("contacts").map { contact in
+        let masters = masters("contacts", prefix: SalesforceID.contact)
+        return sorted("contacts").map { contact in
             let first = contact.properties["firstname"], last = contact.properties["lastname"]
             return row(contact, [
                 "Id": .id(SalesforceID.contact, contact.id), "FirstName": .text(first), "LastName": .text(last),
                 "Name": .text([first, last].compactMap { $0 }.joined(separator: " ")), "Email": .text(contact.properties["email"]),
                 "AccountId": .id(SalesforceID.account, contact.properties["associatedcompanyid"].flatMap { Int($0) }),
-                "OwnerId": owner(contact.properties["hubspot_owner_id"]), "MasterRecordId": .null,
+                "OwnerId": owner(contact.properties["hubspot_owner_id"]), "MasterRecordId": masters[contact.id] ?? .null,
             ])
         }
     }

@@ -1,5 +1,6 @@
 import CRMSyncCore
 import Foundation
+import Logging
 
 /// Salesforce REST (`/services/data/vNN.N/`): one incremental SOQL query per object on
 /// `SystemModstamp`, paged through its query locator (`nextRecordsUrl`) until `done`; deletes from
@@ -44,6 +45,8 @@ public struct SalesforceConnector: CRMConnector {
         var includeDeleted = false
         /// Where `deleted/` entries go; nil when the object's deletions are not read there.
         var deletes: ObjectType?
+        /// Whether records of this object can be merged (`MasterRecordId`).
+        var merges: Bool { ["Account", "Contact", "Lead"].contains(object) }
     }
 
     public var streams: [SyncStream] {
@@ -65,7 +68,8 @@ public struct SalesforceConnector: CRMConnector {
             Spec(object: "Contact", fields: ["Id", "FirstName", "LastName", "Email", "AccountId", "OwnerId", "SystemModstamp"],
                  deletes: .contacts)
         case "Lead":
-            Spec(object: "Lead", fields: ["Id", "FirstName", "LastName", "Email", "Company", "Status", "OwnerId", "SystemModstamp"],
+            Spec(object: "Lead", fields: ["Id", "FirstName", "LastName", "Email", "Company", "Status", "OwnerId", "IsConverted",
+                                          "ConvertedContactId", "SystemModstamp"],
                  deletes: .contacts)
         case "Campaign":
             Spec(object: "Campaign", fields: ["Id", "Name", "ActualCost", "BudgetedCost", "CurrencyIsoCode", "StartDate", "SystemModstamp"])
@@ -140,9 +144,42 @@ public struct SalesforceConnector: CRMConnector {
         let url = "\(restBase)/sobjects/\(spec.object)/deleted/?start=\(Self.deletedParameter(start))&end=\(Self.deletedParameter(end))"
         let response = try await http.json(.init(url: url), as: SalesforceWire.DeletedResponse.self,
                                            classify: classify("deleted \(spec.object)"))
-        return response.deletedRecords.map { entry in
+        if let since, let earliest = response.earliestDateAvailable.flatMap(CRMTimestamp.parse), earliest > since {
+            // The recycle bin no longer reaches back to the last run: only a full sweep finds the rest.
+            http.logger.warning("deleted records before the recycle bin's window are not listed; run `sync --full` to sweep them", metadata: [
+                "connector": "\(name)", "object": "\(spec.object)", "since": "\(CRMTimestamp.iso(since))",
+                "earliest_available": "\(CRMTimestamp.iso(earliest))",
+            ])
+        }
+        var deletions = response.deletedRecords.map { entry in
             Deletion(objectType: type, externalID: entry.id, deletedAt: CRMTimestamp.parse(entry.deletedDate) ?? end)
         }
+        if spec.merges, !deletions.isEmpty {
+            let masters = try await masterRecords(of: spec, ids: deletions.map(\.externalID))
+            for index in deletions.indices { deletions[index].mergedInto = masters[deletions[index].externalID] }
+        }
+        return deletions
+    }
+
+    /// A merge deletes the records it absorbed; each still names the survivor in `MasterRecordId`,
+    /// visible through `queryAll`.
+    func masterRecords(of spec: Spec, ids: [String]) async throws -> [String: String] {
+        var masters: [String: String] = [:]
+        for chunk in ids.chunked(200) {
+            let list = chunk.map { "'\($0.replacingOccurrences(of: "'", with: "\\'"))'" }.joined(separator: ", ")
+            var lookup = spec
+            lookup.includeDeleted = true
+            var response = try await query(
+                "SELECT Id, MasterRecordId FROM \(spec.object) WHERE IsDeleted = true AND Id IN (\(list))", spec: lookup)
+            while true {
+                for record in response.records {
+                    if let master = record.string("MasterRecordId") { masters[record.id] = master }
+                }
+                guard !response.done, let path = response.nextRecordsUrl else { break }
+                response = try await more(path, spec: lookup)
+            }
+        }
+        return masters
     }
 
     /// `2026-11-01T00:00:00+00:00`, percent-encoded as the REST API expects it.

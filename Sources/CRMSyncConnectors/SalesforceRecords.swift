@@ -48,14 +48,16 @@ struct SalesforceRecords {
     }
 
     /// Contacts and Leads both become contacts; a Lead keeps its company as text and its status
-    /// as the lifecycle stage.
+    /// as the lifecycle stage. A converted Lead lives on as the Contact it became, so it counts as
+    /// merged into that Contact rather than as a second person.
     func contact(_ record: Record) -> CRMContact? {
         guard let at = stamp(record) else { return nil }
         let isLead = record.fields["Company"] != nil || record.fields["Status"] != nil
+        let convertedTo = record.bool("IsConverted") ? record.string("ConvertedContactId") : nil
         return CRMContact(externalID: record.id, email: record.string("Email"), name: fullName(record),
                           company: record.string("Company"), accountID: record.string("AccountId"),
                           owner: record.string("OwnerId"), lifecycleStage: isLead ? record.string("Status").map { "lead: \($0)" } : nil,
-                          modifiedAt: at)
+                          modifiedAt: at, deleted: convertedTo != nil, mergedInto: convertedTo)
     }
 
     func campaign(_ record: Record) -> CRMCampaign? {

@@ -164,4 +164,24 @@ import Testing
             #expect(try await connector.deletions(for: SyncStream("OpportunityHistory", .stageHistory), since: nil).isEmpty)
         }
     }
+
+    /// A merge deletes the absorbed records; `MasterRecordId` (through queryAll) names the survivor.
+    @Test func mergedContactsPointAtTheSurvivingContact() async throws {
+        let now = Date()
+        let nowMs = CRMTimestamp.millis(now)
+        var data = SimulatedDataset.generate(seed: 5, deals: 50, now: now)
+        data.objects["contacts"]![1]!.properties["hs_merged_object_ids"] = "2"
+        for id in [2, 3] {
+            data.objects["contacts"]![id]!.archived = true
+            data.objects["contacts"]![id]!.archivedAt = nowMs - 180_000
+        }
+        try await withConnector(SimulatorState(data: data, rateLimit: (5_000, 5_000))) { connector in
+            let gone = try await connector.deletions(for: SyncStream("Contact", .contacts), since: now.addingTimeInterval(-600))
+            let merged = SalesforceID.make(SalesforceID.contact, 2), deleted = SalesforceID.make(SalesforceID.contact, 3)
+            #expect(Set(gone.map(\.externalID)) == [merged, deleted])
+            #expect(gone.first { $0.externalID == merged }?.mergedInto == SalesforceID.make(SalesforceID.contact, 1))
+            #expect(gone.first { $0.externalID == deleted }?.mergedInto == nil)
+            #expect(gone.allSatisfy { $0.objectType == .contacts })
+        }
+    }
 }
