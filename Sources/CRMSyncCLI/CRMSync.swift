@@ -222,7 +222,7 @@ struct Simulate: AsyncParsableCommand {
         @Option(help: "Seed of the generated data.") var seed: UInt64 = 1
         @Option(help: "How many deals to generate.") var records = 1_000
         @Option(help: "Faults, e.g. 429=0.05,500=0.02,503=0.02,slow=0.02,hang=0.005,truncate=0.02,repeat=0.05,mutate=0.02,out_of_order=0.02, or 'all'.") var faults: String?
-        @Option(help: "Requests per second the account allows (search endpoints get half).") var rate: Double = 10
+        @Option(help: "Requests per second the account allows (search endpoints get half); default 10 for hubspot, 25 for salesforce.") var rate: Double?
         @Option(help: "The bearer token clients must send.") var token = "sim-token"
 
         func validate() throws {
@@ -235,6 +235,8 @@ struct Simulate: AsyncParsableCommand {
         func run() async throws {
             let spec = try faults.map { try FaultSpec(parsing: $0) } ?? .none
             let data = SimulatedDataset.generate(seed: seed, deals: records, now: Date())
+            // Salesforce limits the day's requests rather than the second's: allow more than the connector's 20/s.
+            let rate = self.rate ?? (kind == "salesforce" ? 25 : 10)
             let state = SimulatorState(data: data, faults: spec, seed: seed, rateLimit: (rate, max(rate / 2, 1)))
             let server = SimulatorServer(kind: CRMKind(rawValue: kind) ?? .hubspot, state: state, token: token)
             let app = server.application(port: port, onRunning: { port in stderr("simulate: \(kind) on http://127.0.0.1:\(port) (token \(token))") })

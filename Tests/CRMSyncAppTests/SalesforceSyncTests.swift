@@ -255,4 +255,57 @@ import Testing
             }
         }
     }
+
+    /// The org's daily request quota runs out part way: the run stops with one line, what was
+    /// committed stays, and the next run (a new day) resumes from the cursors and ends equal.
+    @Test func anExhaustedDailyQuotaStopsTheRunAndTheNextRunResumes() async throws {
+        let data = SimulatedDataset.generate(seed: 13, deals: 600, now: Date())
+        let state = SimulatorState(data: data, seed: 13, rateLimit: (5_000, 5_000))
+        await state.setDailyRequestLimit(9)
+        try await TestDatabase.with { client, _ in
+            try await Self.withSimulator(state) { port in
+                let config = try Self.config(port: port)
+                do {
+                    _ = try await sync(config, client: client)
+                    Issue.record("the sync should have stopped at the quota")
+                } catch let error as ConnectorError {
+                    guard case .quotaExhausted(let connector, let message) = error else {
+                        Issue.record("expected quotaExhausted, got \(error)")
+                        return
+                    }
+                    #expect(connector == "sf")
+                    #expect(message.contains("REQUEST_LIMIT_EXCEEDED: TotalRequests Limit exceeded."))
+                    #expect(!error.description.contains("\n"))
+                }
+                #expect(await state.log.filter { $0.status == 403 }.count == 1, "no retries against an exhausted quota")
+                let saved = try await count("SELECT count(*)::int8 FROM crm.sync_cursors WHERE connector = 'sf' AND modified_at IS NOT NULL", client)
+                #expect(saved > 0, "streams read before the quota ran out keep their cursors")
+
+                await state.setDailyRequestLimit(nil)
+                await state.startNewDay()
+                _ = try await sync(config, client: client)
+                compare(await Self.expected(state), try await actual(client))
+            }
+        }
+    }
+
+    /// With `--full`, rows the org no longer returns at all (hard-deleted, emptied from the
+    /// recycle bin) are marked deleted.
+    @Test func aFullSyncMarksRecordsTheOrgNoLongerHasAsDeleted() async throws {
+        let data = SimulatedDataset.generate(seed: 14, deals: 200, now: Date())
+        let state = SimulatorState(data: data, seed: 14, rateLimit: (5_000, 5_000))
+        try await TestDatabase.with { client, _ in
+            try await Self.withSimulator(state) { port in
+                let config = try Self.config(port: port)
+                _ = try await sync(config, client: client)
+                try await client.query(
+                    "INSERT INTO crm.deals (connector, external_id, stage, modified_at) VALUES ('sf', '0065g0000009999ZZZ', 'Closed Won', now() - interval '1 day')",
+                    logger: logger)
+                let summary = try await sync(config, client: client, full: true)
+                #expect(summary.deletions >= 1)
+                #expect(try await count("SELECT count(*)::int8 FROM crm.deals WHERE external_id = '0065g0000009999ZZZ' AND deleted", client) == 1)
+                compare(await Self.expected(state), try await actual(client))
+            }
+        }
+    }
 }
