@@ -55,8 +55,12 @@ struct SalesforceAPI: Sendable {
         let soql: SOQLQuery
         let matching: [SObjectRow]
         let data = await state.data
-        do {
+        do throws(SOQLError) {
             soql = try SOQLQuery(parsing: text)
+            if !data.multiCurrency, let field = soql.fields.first(where: SalesforceOrg.multiCurrencyFields.contains) {
+                throw SOQLError.invalidField(
+                    "No such column '\(field)' on entity '\(soql.object)'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.")
+            }
             let rows = SalesforceOrg(data: data).rows(soql.object).filter { includeDeleted || $0["IsDeleted"] != .bool(true) }
             matching = try soql.run(over: rows)
         } catch {

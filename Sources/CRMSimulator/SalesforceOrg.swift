@@ -117,6 +117,7 @@ struct SalesforceOrg {
                   "EndDateTime", "DurationInMinutes", "CreatedDate", "SystemModstamp", "IsDeleted"],
         "Campaign": ["Id", "Name", "Type", "Status", "StartDate", "EndDate", "IsActive", "ActualCost", "BudgetedCost",
                      "CurrencyIsoCode", "CreatedDate", "SystemModstamp", "IsDeleted"],
+        "Organization": ["Id", "Name", "DefaultCurrencyIsoCode", "IsSandbox", "SystemModstamp"],
         "CampaignMember": ["Id", "CampaignId", "ContactId", "LeadId", "Status", "HasResponded", "CreatedDate",
                            "SystemModstamp", "IsDeleted"],
     ]
@@ -143,11 +144,28 @@ struct SalesforceOrg {
         case "Event": events()
         case "Campaign": campaigns()
         case "CampaignMember": campaignMembers()
+        case "Organization": [organization()]
         default: []   // Lead: the simulated org has none
         }
     }
 
+    /// Fields a single-currency org does not have.
+    static let multiCurrencyFields: Set<String> = ["CurrencyIsoCode"]
+
+    /// The org's corporate currency: the one its opportunities are in.
+    var currency: String {
+        sorted("deals").lazy.compactMap { $0.properties["deal_currency_code"] }.first ?? "JPY"
+    }
+
     // MARK: Objects
+
+    func organization() -> SObjectRow {
+        SObjectRow(fields: [
+            "Id": .string(SalesforceID.make("00D", 1)), "Name": .string("Simulated Org K.K."),
+            "DefaultCurrencyIsoCode": .string(currency), "IsSandbox": .bool(false),
+            "SystemModstamp": .dateTime(data.owners.first?.createdAt ?? 0),
+        ])
+    }
 
     private func owner(_ text: String?) -> SFValue { .id(SalesforceID.user, text.flatMap { Int($0) }) }
 

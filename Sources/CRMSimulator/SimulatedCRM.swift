@@ -44,6 +44,9 @@ public struct SimulatedDataset: Sendable {
     public var pipelineStages: [String] = []
     public var events: [SimEngagementEvent] = []
     public var nextID = 1_000_000
+    /// Whether the simulated Salesforce org has multiple currencies enabled: only then do its
+    /// records carry `CurrencyIsoCode`.
+    public var multiCurrency = true
 
     static let stages = ["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin", "contractsent"]
     static let campaigns = ["wp-2026-q4", "webinar-2026-10", "tradeshow-2026", "pricing-page"]

@@ -161,6 +161,16 @@ public struct SalesforceConnector: CRMConnector {
         return deletions
     }
 
+    /// The corporate currency of an org without multiple currencies.
+    func organizationCurrency() async throws -> String {
+        let spec = Spec(object: "Organization", fields: ["DefaultCurrencyIsoCode"])
+        let response = try await query("SELECT DefaultCurrencyIsoCode FROM Organization", spec: spec)
+        guard let currency = response.records.first?.string("DefaultCurrencyIsoCode") else {
+            throw ConnectorError.malformedResponse(connector: name, what: "query Organization: no DefaultCurrencyIsoCode")
+        }
+        return currency
+    }
+
     /// A merge deletes the records it absorbed; each still names the survivor in `MasterRecordId`,
     /// visible through `queryAll`.
     func masterRecords(of spec: Spec, ids: [String]) async throws -> [String: String] {
@@ -227,7 +237,9 @@ public struct SalesforceConnector: CRMConnector {
 struct SOQLPager: ChangePager {
     let connector: SalesforceConnector
     let stream: SyncStream
-    let spec: SalesforceConnector.Spec
+    var spec: SalesforceConnector.Spec
+    /// The org's only currency, once the org turned out to have no `CurrencyIsoCode` fields.
+    var singleCurrency: String?
     let anchor: Date?
     let seenAtAnchor: Set<String>
     var nextPath: String?
@@ -244,7 +256,14 @@ struct SOQLPager: ChangePager {
     mutating func next() async throws -> ChangePage? {
         let response: SalesforceWire.QueryResponse
         if !started {
-            response = try await connector.query(connector.soql(spec, anchor: anchor), spec: spec)
+            do {
+                response = try await connector.query(connector.soql(spec, anchor: anchor), spec: spec)
+            } catch let error as ConnectorError where spec.fields.contains("CurrencyIsoCode") && error.isMissingField("CurrencyIsoCode") {
+                // A single-currency org: its records have no currency field, the org has one currency.
+                spec.fields.removeAll { $0 == "CurrencyIsoCode" }
+                singleCurrency = try await connector.organizationCurrency()
+                response = try await connector.query(connector.soql(spec, anchor: anchor), spec: spec)
+            }
             started = true
         } else if let path = nextPath {
             response = try await connector.more(path, spec: spec)
@@ -261,9 +280,21 @@ struct SOQLPager: ChangePager {
             guard let anchor else { return true }
             return item.at > anchor || (item.at == anchor && !seenAtAnchor.contains(item.record.id))
         }
-        let batch = SalesforceRecords(connector: connector.name, marginField: connector.marginField)
+        var batch = SalesforceRecords(connector: connector.name, marginField: connector.marginField)
             .batch(stream: stream, records: fresh.map(\.record))
+        if let singleCurrency {
+            for index in batch.deals.indices { batch.deals[index].currency = singleCurrency }
+            for index in batch.campaigns.indices { batch.campaigns[index].currency = singleCurrency }
+        }
         let stamps = fresh.map { (id: $0.record.id, modifiedAt: $0.at) }
         return ChangePage(batch: batch, stamps: stamps, ids: stamps.map(\.id))
+    }
+}
+
+extension ConnectorError {
+    /// Salesforce's answer to a query naming a field the org does not have.
+    func isMissingField(_ field: String) -> Bool {
+        guard case .http(_, 400, let message) = self else { return false }
+        return message.contains("INVALID_FIELD") && message.contains("'\(field)'")
     }
 }

@@ -184,4 +184,27 @@ import Testing
             #expect(gone.allSatisfy { $0.objectType == .contacts })
         }
     }
+
+    /// An org without multiple currencies has no `CurrencyIsoCode`: the connector asks again
+    /// without it and takes the org's corporate currency.
+    @Test func aSingleCurrencyOrgGetsItsCorporateCurrency() async throws {
+        var data = SimulatedDataset.generate(seed: 6, deals: 60, now: Date())
+        data.multiCurrency = false
+        let live = data.objects["deals"]!.values.filter { !$0.archived }.count
+        let state = SimulatorState(data: data, rateLimit: (5_000, 5_000))
+        try await withConnector(state) { connector in
+            var deals: [CRMDeal] = []
+            var pager = connector.pager(for: Self.opportunities, anchor: nil, cursor: .start)
+            while let page = try await pager.next() { deals += page.batch.deals }
+            #expect(deals.count == live)
+            #expect(deals.allSatisfy { $0.currency == "JPY" })
+            var campaigns: [CRMCampaign] = []
+            var campaignPager = connector.pager(for: SyncStream("Campaign", .campaigns), anchor: nil, cursor: .start)
+            while let page = try await campaignPager.next() { campaigns += page.batch.campaigns }
+            #expect(!campaigns.isEmpty)
+            #expect(campaigns.allSatisfy { $0.currency == "JPY" && $0.actualCost != nil })
+            // Per stream: the refused query, the org's currency, the query again (one page each).
+            #expect(connector.http.stats.requests == 6)
+        }
+    }
 }
