@@ -70,7 +70,7 @@ struct SalesforceAPI: Sendable {
         let batch = Self.batchSize(request.headers[HTTPField.Name("Sforce-Query-Options")!])
         var locator: String?
         if records.count > batch {
-            locator = await locators.open(records: records, batch: batch)
+            locator = await locators.open(records: records, batch: batch, now: await state.now)
         }
         // Salespeople keep working while a sync pages through opportunities.
         if soql.object == "Opportunity" {
@@ -86,7 +86,8 @@ struct SalesforceAPI: Sendable {
     func more(version: String, locator text: String) async -> SimResponse {
         guard Self.isVersion(version) else { return notFound() }
         guard let dash = text.lastIndex(of: "-"), let offset = Int(text[text.index(after: dash)...]),
-              let open = await locators.records(String(text[..<dash])), offset >= 0, offset <= open.records.count else {
+              let open = await locators.records(String(text[..<dash]), now: await state.now), offset >= 0,
+              offset <= open.records.count else {
             return WireErrors.sfError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         }
         let faults = await state.faults
@@ -197,23 +198,34 @@ struct SalesforceAPI: Sendable {
 }
 
 /// Open query locators: the serialised records of a query, paged through by `nextRecordsUrl`.
-/// Salesforce keeps a handful open per user and expires the oldest; so does this.
+/// Salesforce expires a locator left unused for 15 minutes and keeps a handful open per user,
+/// dropping the oldest; so does this.
 actor QueryLocators {
-    struct Open: Sendable { var records: [Data]; var batch: Int }
+    struct Open: Sendable { var records: [Data]; var batch: Int; var lastUsed: Date }
     private var open: [String: Open] = [:]
     private var order: [String] = []
     private var counter = 0
     static let maxOpen = 50
+    static let idleLimit: TimeInterval = 15 * 60
 
-    func open(records: [Data], batch: Int) -> String {
+    func open(records: [Data], batch: Int, now: Date) -> String {
         counter += 1
         // Salesforce locators start with the 01g key prefix.
         let id = "01g5g" + String(format: "%010d", counter) + "AAA"
-        open[id] = Open(records: records, batch: batch)
+        open[id] = Open(records: records, batch: batch, lastUsed: now)
         order.append(id)
         if order.count > Self.maxOpen { open[order.removeFirst()] = nil }
         return id
     }
 
-    func records(_ id: String) -> Open? { open[id] }
+    func records(_ id: String, now: Date) -> Open? {
+        guard var entry = open[id] else { return nil }
+        guard now.timeIntervalSince(entry.lastUsed) <= Self.idleLimit else {
+            open[id] = nil
+            return nil
+        }
+        entry.lastUsed = now
+        open[id] = entry
+        return entry
+    }
 }

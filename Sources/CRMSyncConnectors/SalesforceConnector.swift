@@ -240,10 +240,13 @@ struct SOQLPager: ChangePager {
     var spec: SalesforceConnector.Spec
     /// The org's only currency, once the org turned out to have no `CurrencyIsoCode` fields.
     var singleCurrency: String?
-    let anchor: Date?
-    let seenAtAnchor: Set<String>
+    var anchor: Date?
+    var seenAtAnchor: Set<String>
     var nextPath: String?
     var started = false
+    /// The newest stamp handed out so far and the ids at it: where to re-anchor when Salesforce
+    /// has expired the query locator (15 idle minutes) before the last page was read.
+    var position: (at: Date, ids: Set<String>)?
 
     init(connector: SalesforceConnector, stream: SyncStream, spec: SalesforceConnector.Spec, anchor: Date?, cursor: SyncCursor) {
         self.connector = connector
@@ -266,7 +269,17 @@ struct SOQLPager: ChangePager {
             }
             started = true
         } else if let path = nextPath {
-            response = try await connector.more(path, spec: spec)
+            do {
+                response = try await connector.more(path, spec: spec)
+            } catch let error as ConnectorError where error.isExpiredQueryLocator {
+                if let position {
+                    seenAtAnchor = position.ids.union(position.at == anchor ? seenAtAnchor : [])
+                    anchor = position.at
+                }
+                started = false
+                nextPath = nil
+                return try await next()
+            }
         } else {
             return nil
         }
@@ -280,13 +293,20 @@ struct SOQLPager: ChangePager {
             guard let anchor else { return true }
             return item.at > anchor || (item.at == anchor && !seenAtAnchor.contains(item.record.id))
         }
-        var batch = SalesforceRecords(connector: connector.name, marginField: connector.marginField)
+        var batch = SalesforceRecords(marginField: connector.marginField)
             .batch(stream: stream, records: fresh.map(\.record))
         if let singleCurrency {
             for index in batch.deals.indices { batch.deals[index].currency = singleCurrency }
             for index in batch.campaigns.indices { batch.campaigns[index].currency = singleCurrency }
         }
         let stamps = fresh.map { (id: $0.record.id, modifiedAt: $0.at) }
+        for stamp in stamps {
+            if let current = position, stamp.modifiedAt <= current.at {
+                if stamp.modifiedAt == current.at { position?.ids.insert(stamp.id) }
+            } else {
+                position = (stamp.modifiedAt, [stamp.id])
+            }
+        }
         return ChangePage(batch: batch, stamps: stamps, ids: stamps.map(\.id))
     }
 }
@@ -296,5 +316,11 @@ extension ConnectorError {
     func isMissingField(_ field: String) -> Bool {
         guard case .http(_, 400, let message) = self else { return false }
         return message.contains("INVALID_FIELD") && message.contains("'\(field)'")
+    }
+
+    /// The query locator behind a `nextRecordsUrl` is gone (idle too long, or too many open).
+    var isExpiredQueryLocator: Bool {
+        guard case .http(_, 400, let message) = self else { return false }
+        return message.contains("INVALID_QUERY_LOCATOR")
     }
 }

@@ -5,7 +5,6 @@ import Foundation
 /// unique across objects, so Tasks and Events share the activities table without a prefix.
 struct SalesforceRecords {
     typealias Record = SalesforceWire.Record
-    let connector: String
     let marginField: String?
 
     static let opportunityPrefix = "006"

@@ -207,4 +207,41 @@ import Testing
             #expect(connector.http.stats.requests == 6)
         }
     }
+
+    /// A clock the test moves forward.
+    final class TestClock: @unchecked Sendable {
+        private let lock = NSLock()
+        private var offset: TimeInterval = 0
+        var now: Date { lock.withLock { Date().addingTimeInterval(offset) } }
+        func advance(_ seconds: TimeInterval) { lock.withLock { offset += seconds } }
+    }
+
+    /// Salesforce expires a query locator left idle for 15 minutes: the pager queries again from
+    /// the last stamp it handed out and goes on, losing and doubling nothing.
+    @Test func anExpiredQueryLocatorIsReplacedByANewQueryFromTheLastStamp() async throws {
+        var data = SimulatedDataset.generate(seed: 7, deals: 700, now: Date())
+        // A third of the deals share one stamp, in a group that straddles the end of the second
+        // page: the re-anchored query starts inside it.
+        let tie = data.objects["deals"]!.values.map(\.updatedAt).sorted()[350]
+        for id in data.objects["deals"]!.keys where id % 3 == 0 { data.objects["deals"]![id]!.updatedAt = tie }
+        let live = Set(data.objects["deals"]!.values.filter { !$0.archived }.map { SalesforceID.make(SalesforceID.opportunity, $0.id) })
+        let clock = TestClock()
+        let state = SimulatorState(data: data, rateLimit: (5_000, 5_000), clock: { clock.now })
+        try await withConnector(state, pageSize: 200) { connector in
+            var pager = connector.pager(for: Self.opportunities, anchor: nil, cursor: .start)
+            var ids: [String] = []
+            var cursor = SyncCursor.start
+            var pages = 0
+            while let page = try await pager.next() {
+                ids += page.stamps.map(\.id)
+                cursor = cursor.advanced(over: page.stamps)
+                pages += 1
+                if pages == 2 { clock.advance(16 * 60) }
+            }
+            #expect(ids.count == live.count)
+            #expect(Set(ids) == live)
+            #expect(cursor.idsAtModifiedAt.count >= 1)
+            #expect(await state.log.filter { $0.page == "Opportunity:0" }.count == 2, "one query, then one more after the locator expired")
+        }
+    }
 }
