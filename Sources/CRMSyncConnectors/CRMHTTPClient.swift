@@ -108,7 +108,7 @@ public struct CRMHTTPClient: Sendable {
                     return try decode(response)
                 }
                 let error = classify(response)
-                if response.status == 429 || error.isThrottling {
+                if response.status == 429 {
                     stats.record(rateLimited: true)
                     Counter(label: "crm_sync_http_429_total", dimensions: [("connector", connector)]).increment()
                     // HubSpot does not always send Retry-After: back off anyway.

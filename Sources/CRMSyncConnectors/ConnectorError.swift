@@ -31,13 +31,6 @@ public enum ConnectorError: Error, CustomStringConvertible, Equatable {
         }
     }
 
-    /// A "too many requests" answer, whatever its status: the client pauses before going on.
-    var isThrottling: Bool {
-        if case .throttled = self { return true }
-        if case .http(_, 429, _) = self { return true }
-        return false
-    }
-
     /// Whether retrying the same request may succeed.
     var isRetryable: Bool {
         switch self {
