@@ -17,7 +17,8 @@ public actor SimulatorState {
     public private(set) var log: [LoggedRequest] = []
     private let clock: @Sendable () -> Date
 
-    /// Requests per second the simulated account allows (general, search), enforced with 429s.
+    /// Requests per second the simulated account allows (general, search), enforced with the CRM's
+    /// own refusal (HubSpot 429, Salesforce 403 `REQUEST_LIMIT_EXCEEDED`).
     public var rateLimit: (general: Double, search: Double)
     private var buckets: [String: (tokens: Double, at: Date)] = [:]
     /// Requests the simulated org allows in a day (Salesforce's API quota); nil is unlimited.

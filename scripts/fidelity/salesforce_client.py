@@ -10,12 +10,12 @@ the loopback simulator (see research/wire-formats.md, section 2.1).
 """
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import sys
 from urllib.parse import urlparse
 
 import requests
-import simple_salesforce
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession
 
@@ -65,7 +65,11 @@ def main():
     args = parser.parse_args()
 
     problems = []
-    summary = {"client": "simple-salesforce", "version": getattr(simple_salesforce, "__version__", PINNED)}
+    version = importlib.metadata.version("simple-salesforce")
+    summary = {"client": "simple-salesforce", "version": version}
+    if version != PINNED:
+        # The wire details this checks were verified against the pinned release.
+        problems.append("simple-salesforce %s is installed, expected %s" % (version, PINNED))
     sf, session = client(args.base_url, args.token)
 
     # Opportunities, in small pages so the client follows nextRecordsUrl several times.
