@@ -27,18 +27,9 @@ import Testing
 
     /// Runs the client script and returns its exit status, stdout and stderr.
     static func run(_ python: String, _ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["\(TestDatabase.packageRoot)/scripts/fidelity/salesforce_client.py"] + arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        let text = { (pipe: Pipe) in String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
-        return (status, text(out), text(err))
+        let result = try await ChildProcess.run(
+            python, ["\(TestDatabase.packageRoot)/scripts/fidelity/salesforce_client.py"] + arguments)
+        return (result.status, result.stdout, result.stderr)
     }
 
     static func iso(_ ms: Int64) -> String { CRMTimestamp.iso(Date(ms: ms)) }

@@ -308,4 +308,39 @@ import Testing
             }
         }
     }
+
+    /// `crm-sync sync` with a salesforce connector in the YAML config, as a user runs it.
+    @Test func theCommandLineSyncsASalesforceConnectorFromTheConfig() async throws {
+        let data = SimulatedDataset.generate(seed: 15, deals: 300, now: Date())
+        let state = SimulatorState(data: data, seed: 15, rateLimit: (5_000, 5_000))
+        let cli = CommandLineTests()
+        let binary = CommandLineTests.binary
+        try await TestDatabase.with { client, url in
+            try await Self.withSimulator(state) { port in
+                let config = try cli.temporaryFile("crm-sync.yaml", """
+                    database_url: \(TestDatabase.text(url))
+                    connectors:
+                      - name: sf
+                        kind: salesforce
+                        base_url: http://127.0.0.1:\(port)
+                        token_env: SF_TEST_TOKEN
+                        mapping: \(Self.root)/Mappings/salesforce.yaml
+                        poll_interval: 5m
+                    """)
+                let synced = try await ChildProcess.run(binary, ["sync", "--once", "--config", config],
+                                                        environment: ["SF_TEST_TOKEN": "sim-token"], directory: Self.root)
+                #expect(synced.status == 0, "stderr: \(synced.stderr)")
+                #expect(synced.stderr.contains("sf: "), "a summary line: \(synced.stderr)")
+                compare(await Self.expected(state), try await actual(client))
+
+                let refused = try await ChildProcess.run(binary, ["sync", "--once", "--config", config],
+                                                         environment: ["SF_TEST_TOKEN": "expired"], directory: Self.root)
+                #expect(refused.status != 0)
+                let lines = refused.stderr.split(separator: "\n")
+                #expect(lines.count == 1, "stderr: \(refused.stderr)")
+                #expect(lines.last?.contains("sf: authentication failed (query User: INVALID_SESSION_ID: Session expired or invalid)") == true,
+                        "stderr: \(refused.stderr)")
+            }
+        }
+    }
 }
