@@ -40,8 +40,9 @@ public struct SalesforceConnector: CRMConnector {
     struct Spec: Sendable {
         var object: String
         var fields: [String]
-        /// `queryAll`: deleted rows come back with `IsDeleted`, for links whose removal the
-        /// `deleted/` list could not place (it gives the row id, not the pair it linked).
+        /// `queryAll`: archived and deleted rows come back too (with `IsDeleted`): archived
+        /// activities, and links whose removal `deleted/` could not place (it gives the row id,
+        /// not the pair it linked).
         var includeDeleted = false
         /// Where `deleted/` entries go; nil when the object's deletions are not read there.
         var deletes: ObjectType?
@@ -83,15 +84,16 @@ public struct SalesforceConnector: CRMConnector {
         case "OpportunityContactRole":
             Spec(object: "OpportunityContactRole", fields: ["Id", "OpportunityId", "ContactId", "IsDeleted", "SystemModstamp"],
                  includeDeleted: true)
+        // Tasks and Events older than about a year are archived: only queryAll returns them.
         case "Task":
             Spec(object: "Task",
                  fields: ["Id", "Subject", "WhoId", "WhatId", "OwnerId", "TaskSubtype", "ActivityDate", "CompletedDateTime",
-                          "CreatedDate", "SystemModstamp"],
-                 deletes: .activities)
+                          "CreatedDate", "IsDeleted", "SystemModstamp"],
+                 includeDeleted: true, deletes: .activities)
         case "Event":
             Spec(object: "Event", fields: ["Id", "Subject", "WhoId", "WhatId", "OwnerId", "StartDateTime", "ActivityDateTime",
-                                           "CreatedDate", "SystemModstamp"],
-                 deletes: .activities)
+                                           "CreatedDate", "IsDeleted", "SystemModstamp"],
+                 includeDeleted: true, deletes: .activities)
         default:
             Spec(object: "CampaignMember",
                  fields: ["Id", "CampaignId", "ContactId", "LeadId", "Status", "CreatedDate", "IsDeleted", "SystemModstamp"],

@@ -112,7 +112,7 @@ struct SalesforceRecords {
             externalID: record.id, kind: kind, subject: record.string("Subject"), owner: record.string("OwnerId"),
             contactIDs: record.string("WhoId").map { [$0] } ?? [],
             dealIDs: what.flatMap { $0.hasPrefix(Self.opportunityPrefix) ? [$0] : nil } ?? [],
-            occurredAt: occurred ?? record.date("CreatedDate") ?? at, modifiedAt: at)
+            occurredAt: occurred ?? record.date("CreatedDate") ?? at, modifiedAt: at, deleted: record.bool("IsDeleted"))
     }
 
     func member(_ record: Record) -> CRMCampaignMember? {

@@ -188,7 +188,7 @@ public struct RecordWriter: Sendable {
                            modified_at = greatest(t.modified_at, r.deleted_at), synced_at = now()
                       FROM json_to_recordset($2::json) AS r(external_id text, deleted_at timestamptz, merged_into text)
                      WHERE t.connector = $1 AND t.external_id = r.external_id
-                       AND (NOT t.deleted OR t.merged_into IS DISTINCT FROM coalesce(r.merged_into, t.merged_into))
+                       AND (NOT t.deleted\(mergeColumn ? " OR t.merged_into IS DISTINCT FROM coalesce(r.merged_into, t.merged_into)" : ""))
                     RETURNING 1
                     """, binds: try Self.binds(connector, Self.json(rows))),
                 logger: logger

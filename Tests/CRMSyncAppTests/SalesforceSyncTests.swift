@@ -191,7 +191,8 @@ import Testing
         try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect().first!.decode(Int64.self)
     }
 
-    /// Salespeople at work between two runs: stage changes, and opportunities deleted a minute ago.
+    /// Salespeople at work between two runs: stage changes, and opportunities and calls deleted a
+    /// minute ago.
     static func mutate(_ state: SimulatorState) async -> [Int] {
         for _ in 0..<40 { await state.mutateRandomDeal(backdated: false) }
         let now = Date()
@@ -199,6 +200,7 @@ import Testing
         let deleted = deals.values.filter { !$0.archived && $0.updatedAt < CRMTimestamp.millis(now) - 600_000 }
             .map(\.id).sorted().prefix(7)
         for id in deleted { await state.delete("deals", id: id, at: now.addingTimeInterval(-60)) }
+        for id in (await state.records("calls")).keys.sorted().prefix(3) { await state.delete("calls", id: id, at: now.addingTimeInterval(-60)) }
         return Array(deleted)
     }
 
