@@ -44,6 +44,9 @@ public struct SimulatedDataset: Sendable {
     public var pipelineStages: [String] = []
     public var events: [SimEngagementEvent] = []
     public var nextID = 1_000_000
+    /// Whether the simulated Salesforce org has multiple currencies enabled: only then do its
+    /// records carry `CurrencyIsoCode`.
+    public var multiCurrency = true
 
     static let stages = ["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin", "contractsent"]
     static let campaigns = ["wp-2026-q4", "webinar-2026-10", "tradeshow-2026", "pricing-page"]
@@ -163,10 +166,27 @@ public struct SimulatedDataset: Sendable {
             dealsByID[i]!.archived = true
             dealsByID[i]!.archivedAt = dealsByID[i]!.updatedAt + 1000
         }
+        // Meetings, drawn from a generator of their own so that everything above stays as it was.
+        var meetingRandom = SeededRandom(seed: seed ^ 0x4D45_4554)
+        var meetings: [Int: SimRecord] = [:]
+        var meetingContacts: [Int: [Int]] = [:]
+        var meetingDeals: [Int: [Int]] = [:]
+        for i in 1...max(1, dealCount / 10) {
+            let deal = 1 + (i * 13) % dealCount
+            let drawn = Int64.random(in: (nowMs - 30 * day)...(nowMs - 1000), using: &meetingRandom)
+            let updated = drawn - drawn % 1000
+            meetings[i] = SimRecord(
+                id: i, properties: ["hs_timestamp": CRMTimestamp.iso(.init(ms: updated - 2 * day)), "hubspot_owner_id": "\(101 + deal % 10)",
+                                    "hs_meeting_title": "Meeting about deal \(deal)", "hs_lastmodifieddate": CRMTimestamp.iso(.init(ms: updated))],
+                createdAt: updated - 3 * day, updatedAt: updated)
+            meetingContacts[i] = dealContacts[deal] ?? []
+            meetingDeals[i] = [deal]
+        }
         data.objects = ["companies": companies, "contacts": contacts, "deals": dealsByID, "calls": calls,
-                        "meetings": [:], "emails": [:], "tasks": [:]]
+                        "meetings": meetings, "emails": [:], "tasks": [:]]
         data.associations = ["deals->contacts": dealContacts, "deals->companies": dealCompanies,
-                             "calls->contacts": callContacts, "calls->deals": callDeals]
+                             "calls->contacts": callContacts, "calls->deals": callDeals,
+                             "meetings->contacts": meetingContacts, "meetings->deals": meetingDeals]
         data.events += sequenceMail(contacts: contacts, seed: seed, now: CRMTimestamp.millis(now))
         data.events.sort { $0.occurred_at < $1.occurred_at }
         return data

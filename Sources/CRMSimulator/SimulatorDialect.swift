@@ -14,6 +14,11 @@ struct SimulatorDialect: Sendable {
     var rateLimited: @Sendable (_ search: Bool, _ retryAfter: Int?) async -> SimResponse
     /// An injected 500 or 503.
     var failure: @Sendable (_ status: Int) -> SimResponse
+    /// The answer once the day's request quota (`SimulatorState.dailyRequestLimit`) is used up.
+    var quotaExhausted: @Sendable () -> SimResponse = {
+        SimulatorServer.json(429, ["status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT",
+                                   "correlationId": UUID().uuidString.lowercased(), "policyName": "DAILY"])
+    }
 }
 
 extension SimulatorDialect {

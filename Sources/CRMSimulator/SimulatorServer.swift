@@ -6,8 +6,8 @@ import HummingbirdCore
 import Logging
 import NIOCore
 
-/// The CRM simulator as an HTTP server on loopback: one CRM's wire format, the account's rate
-/// limit answered with that CRM's 429, and injected faults.
+/// The CRM simulator as an HTTP server on loopback: one CRM's wire format, the account's limits
+/// answered the way that CRM answers them, and injected faults.
 public struct SimulatorServer: Sendable {
     public let kind: CRMKind
     public let state: SimulatorState
@@ -39,7 +39,7 @@ public struct SimulatorServer: Sendable {
         case .pipedrive:
             PipedriveAPI(state: state).register(on: router, guarded: guarded(PipedriveAPI.dialect(state: state)))
         case .salesforce:
-            break
+            SalesforceAPI(state: state).register(on: router, guarded: guarded(.salesforce))
         }
         router.get("/_sim/health") { _, _ in "ok" }
         return Application(
@@ -49,7 +49,8 @@ public struct SimulatorServer: Sendable {
             logger: logger ?? Logger(label: "crm-simulator"))
     }
 
-    /// Authentication, the enforced rate limit, then injected faults, in that order.
+    /// Authentication, the day's request quota, the enforced rate limit, then injected faults, in
+    /// that order; refusals are worded the way the simulated CRM words them (`errors`).
     static func guarded(
         request: Request, search: Bool, state: SimulatorState, token: String, dialect: SimulatorDialect = .hubSpot,
         handler: @Sendable () async throws -> SimResponse
@@ -59,14 +60,21 @@ public struct SimulatorServer: Sendable {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 401))
             return dialect.unauthorized().response
         }
+        if await !state.spendDailyRequest() {
+            let refusal = dialect.quotaExhausted()
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: refusal.status))
+            return refusal.response
+        }
         let faults = await state.faults
         if await !state.admit(search: search) {
-            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-            return await dialect.rateLimited(search, nil).response
+            let refusal = await dialect.rateLimited(search, nil)
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: refusal.status))
+            return refusal.response
         }
         if await state.roll(faults.rateLimited) {
-            await state.record(.init(method: "\(request.method)", path: path, page: "", status: 429))
-            return await dialect.rateLimited(search, faults.retryAfterSeconds).response
+            let refusal = await dialect.rateLimited(search, faults.retryAfterSeconds)
+            await state.record(.init(method: "\(request.method)", path: path, page: "", status: refusal.status))
+            return refusal.response
         }
         if await state.roll(faults.serverError) {
             await state.record(.init(method: "\(request.method)", path: path, page: "", status: 500))

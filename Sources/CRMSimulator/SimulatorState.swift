@@ -17,9 +17,14 @@ public actor SimulatorState {
     public private(set) var log: [LoggedRequest] = []
     private let clock: @Sendable () -> Date
 
-    /// Requests per second the simulated account allows (general, search), enforced with 429s.
+    /// Requests per second the simulated account allows (general, search), enforced with the CRM's
+    /// own refusal (HubSpot 429, Salesforce 403 `REQUEST_LIMIT_EXCEEDED`).
     public var rateLimit: (general: Double, search: Double)
     private var buckets: [String: (tokens: Double, at: Date)] = [:]
+    /// Requests the simulated org allows in a day (Salesforce's API quota); nil is unlimited.
+    public var dailyRequestLimit: Int?
+    /// Requests counted against the day's quota so far.
+    public private(set) var requestsToday = 0
 
     public init(
         data: SimulatedDataset, faults: FaultSpec = .none, seed: UInt64 = 1,
@@ -35,6 +40,16 @@ public actor SimulatorState {
     public func setFaults(_ spec: FaultSpec) { faults = spec }
     public func setRateLimit(general: Double, search: Double) { rateLimit = (general, search) }
     public func clearLog() { log.removeAll() }
+    public func setDailyRequestLimit(_ limit: Int?) { dailyRequestLimit = limit }
+    /// A new day: the quota is full again.
+    public func startNewDay() { requestsToday = 0 }
+
+    /// Counts an authenticated request against the day's quota; false means refuse it.
+    public func spendDailyRequest() -> Bool {
+        if let limit = dailyRequestLimit, requestsToday >= limit { return false }
+        requestsToday += 1
+        return true
+    }
     public func record(_ entry: LoggedRequest) { log.append(entry) }
     public func roll(_ p: Double) -> Bool { rng.chance(p) }
     public func randomInt(_ range: Range<Int>) -> Int { Int.random(in: range, using: &rng) }
@@ -134,6 +149,15 @@ public actor SimulatorState {
         deal.updatedAt = stamp
         data.objects["deals"]![id] = deal
         sortedIndex["deals"] = nil
+    }
+
+    /// Deletes a record as a salesperson would: HubSpot archives it, Salesforce moves it to the
+    /// recycle bin (`deleted/`, `IsDeleted` in queryAll) with its contact roles.
+    public func delete(_ object: String, id: Int, at: Date) {
+        guard var record = data.objects[object]?[id], !record.archived else { return }
+        record.archived = true
+        record.archivedAt = CRMTimestamp.millis(at)
+        data.objects[object]![id] = record
     }
 
     /// Creates a record through the API (tasks created by the nurture engine for owners).

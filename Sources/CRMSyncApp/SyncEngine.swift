@@ -54,6 +54,9 @@ public struct SyncEngine: Sendable {
         let writer = RecordWriter(connector: config.name, mapping: config.mapping)
         try await registerConnector()
         var lastProgress = ContinuousClock.now
+        // With `full`, ids the CRM returned per table: several streams can fill one table
+        // (Salesforce Contact and Lead), so vanished rows are swept once all of them were read.
+        var seenByTable: [String: Set<String>] = [:]
         for stream in connector.streams {
             let cursor = full ? SyncCursor.start : try await CursorStore.load(connector: config.name, stream: stream.key, client: client, logger: logger)
             let anchor = full ? nil : cursor.anchor(overlap: config.overlap)
@@ -86,11 +89,14 @@ public struct SyncEngine: Sendable {
                 summary.deletions += outcome.deletions
             }
             if full, let table = Self.table(for: stream) {
-                summary.deletions += try await markVanished(table: table, stream: stream, seen: seen)
+                seenByTable[table, default: []].formUnion(seen)
                 try await client.query(
                     "UPDATE crm.sync_cursors SET last_full_sync_at = now() WHERE connector = \(config.name) AND stream = \(stream.key)",
                     logger: logger)
             }
+        }
+        for (table, seen) in seenByTable.sorted(by: { $0.key < $1.key }) {
+            summary.deletions += try await markVanished(table: table, seen: seen)
         }
         summary.retries = connector.http.stats.retries
         summary.rateLimited = connector.http.stats.rateLimited
@@ -110,7 +116,7 @@ public struct SyncEngine: Sendable {
     }
 
     /// After a full read, rows the CRM did not return at all are gone from it: mark them deleted.
-    private func markVanished(table: String, stream: SyncStream, seen: Set<String>) async throws -> Int {
+    private func markVanished(table: String, seen: Set<String>) async throws -> Int {
         let ids = Array(seen)
         let rows = try await client.query(
             PostgresQuery(unsafeSQL: """
@@ -154,7 +160,8 @@ public enum ConnectorFactory {
             return PipedriveConnector(name: config.name, baseURL: config.baseURL, http: client, pageSize: config.pageSize,
                                       marginField: config.mapping.grossMarginField)
         case .salesforce:
-            throw ConnectorError.unsupported(connector: config.name, what: "the \(config.kind.rawValue) connector (not built yet)")
+            return SalesforceConnector(name: config.name, instanceURL: config.baseURL, http: client, pageSize: config.pageSize,
+                                       marginField: config.mapping.grossMarginField)
         }
     }
 }

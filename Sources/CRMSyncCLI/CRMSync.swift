@@ -252,16 +252,16 @@ struct Simulate: AsyncParsableCommand {
 
     struct CRM: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "crm", abstract: "Serve a simulated CRM speaking its real wire format, with its rate limit and injected faults.")
-        @Option(help: "hubspot or pipedrive (salesforce: not built yet).") var kind: String = "hubspot"
+        @Option(help: "hubspot, salesforce or pipedrive.") var kind: String = "hubspot"
         @Option(help: "Port on 127.0.0.1 (0 picks a free one).") var port = 0
         @Option(help: "Seed of the generated data.") var seed: UInt64 = 1
         @Option(help: "How many deals to generate.") var records = 1_000
         @Option(help: "Faults, e.g. 429=0.05,500=0.02,503=0.02,slow=0.02,hang=0.005,truncate=0.02,repeat=0.05,mutate=0.02,out_of_order=0.02, or 'all'.") var faults: String?
-        @Option(help: "Requests per second the account allows (search endpoints get half).") var rate: Double = 10
-        @Option(help: "The token clients must send (HubSpot bearer token, Pipedrive x-api-token).") var token = "sim-token"
+        @Option(help: "Requests per second the account allows (search endpoints get half); default 10 for hubspot and pipedrive, 25 for salesforce.") var rate: Double?
+        @Option(help: "The token clients must send (HubSpot and Salesforce bearer token, Pipedrive x-api-token).") var token = "sim-token"
 
         func validate() throws {
-            guard [.hubspot, .pipedrive].contains(CRMKind(rawValue: kind)) else { throw ValidationError("--kind: only hubspot and pipedrive are simulated so far") }
+            guard CRMKind(rawValue: kind) != nil else { throw ValidationError("--kind: expected hubspot, salesforce or pipedrive") }
             if let faults { _ = try FaultSpec(parsing: faults) }
         }
 
@@ -271,6 +271,8 @@ struct Simulate: AsyncParsableCommand {
             let data = crm == .pipedrive
                 ? PipedriveCompany.generate(seed: seed, deals: records, now: Date())
                 : SimulatedDataset.generate(seed: seed, deals: records, now: Date())
+            // Salesforce limits the day's requests rather than the second's: allow more than the connector's 20/s.
+            let rate = self.rate ?? (crm == .salesforce ? 25 : 10)
             let state = SimulatorState(data: data, faults: spec, seed: seed, rateLimit: (rate, max(rate / 2, 1)))
             let server = SimulatorServer(kind: crm, state: state, token: token)
             let app = server.application(port: port, onRunning: { port in stderr("simulate: \(kind) on http://127.0.0.1:\(port) (token \(token))") })

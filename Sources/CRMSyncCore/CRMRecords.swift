@@ -14,6 +14,10 @@ public enum ObjectType: String, Sendable, Codable, CaseIterable, Comparable {
     case accounts
     case contacts
     case deals
+    /// Stage changes reported apart from their deal (Salesforce `OpportunityHistory`).
+    case stageHistory = "stage_history"
+    /// Deal↔contact links reported apart from their deal (Salesforce `OpportunityContactRole`).
+    case dealContacts = "deal_contacts"
     case activities
     case campaigns
     case campaignMembers = "campaign_members"
@@ -252,6 +256,14 @@ public struct RecordBatch: Sendable, Equatable {
     public var activities: [CRMActivity] = []
     public var campaigns: [CRMCampaign] = []
     public var campaignMembers: [CRMCampaignMember] = []
+    /// Stage changes that arrive without their deal (Salesforce `OpportunityHistory` rows).
+    public var stageChanges: [DealStageChange] = []
+    /// Deal↔contact links that arrive without their deal (Salesforce `OpportunityContactRole` rows).
+    public var dealContactLinks: [DealContactLink] = []
+    /// Whether `deals` carry their complete contact links, which then replace the stored ones
+    /// (HubSpot). False when links arrive as rows of their own in `dealContactLinks` (Salesforce):
+    /// writing such a deal must leave its stored links alone.
+    public var dealsCarryContactLinks = true
     /// Records the CRM reports as deleted without a full body (delete logs, archived lists).
     public var deletions: [Deletion] = []
 
@@ -259,7 +271,7 @@ public struct RecordBatch: Sendable, Equatable {
 
     public var count: Int {
         owners.count + accounts.count + contacts.count + deals.count + activities.count + campaigns.count
-            + campaignMembers.count + deletions.count
+            + campaignMembers.count + stageChanges.count + dealContactLinks.count + deletions.count
     }
 }
 

@@ -60,7 +60,14 @@ public struct RecordWriter: Sendable {
             outcome.stale += rows.count - applied.count
         }
         if !batch.deals.isEmpty {
-            try await writeDeals(batch.deals, outcome: &outcome, on: connection, logger: logger)
+            try await writeDeals(batch.deals, replacingContactLinks: batch.dealsCarryContactLinks, outcome: &outcome,
+                                 on: connection, logger: logger)
+        }
+        if !batch.stageChanges.isEmpty {
+            try await writeStageChanges(batch.stageChanges, outcome: &outcome, on: connection, logger: logger)
+        }
+        if !batch.dealContactLinks.isEmpty {
+            try await writeDealContactLinks(batch.dealContactLinks, on: connection, logger: logger)
         }
         if !batch.activities.isEmpty {
             let rows = Self.newest(batch.activities, id: \.externalID, stamp: \.modifiedAt).map(ActivityRow.init)
@@ -68,6 +75,12 @@ public struct RecordWriter: Sendable {
                 table: "crm.activities", columns: ActivityRow.columns, rows: rows, on: connection, logger: logger)
             outcome.written += applied.count
             outcome.stale += rows.count - applied.count
+        }
+        if !batch.campaigns.isEmpty {
+            try await writeCampaigns(batch.campaigns, outcome: &outcome, on: connection, logger: logger)
+        }
+        if !batch.campaignMembers.isEmpty {
+            try await writeCampaignMembers(batch.campaignMembers, outcome: &outcome, on: connection, logger: logger)
         }
         if !batch.deletions.isEmpty {
             outcome.deletions = try await applyDeletions(batch.deletions, on: connection, logger: logger)
@@ -80,7 +93,8 @@ public struct RecordWriter: Sendable {
     }
 
     private func writeDeals(
-        _ deals: [CRMDeal], outcome: inout Outcome, on connection: PostgresConnection, logger: Logger
+        _ deals: [CRMDeal], replacingContactLinks: Bool, outcome: inout Outcome, on connection: PostgresConnection,
+        logger: Logger
     ) async throws {
         let newest = Self.newest(deals, id: \.externalID, stamp: \.modifiedAt)
         var rows: [DealRow] = []
@@ -105,13 +119,16 @@ public struct RecordWriter: Sendable {
         let current = newest.filter { applied.contains($0.externalID) }
         if !current.isEmpty {
             let ids = current.map(\.externalID)
-            try await connection.query(
-                "DELETE FROM crm.deal_contacts WHERE connector = \(connector) AND deal_external_id = ANY(\(ids))",
-                logger: logger)
+            if replacingContactLinks {
+                try await connection.query(
+                    "DELETE FROM crm.deal_contacts WHERE connector = \(connector) AND deal_external_id = ANY(\(ids))",
+                    logger: logger)
+            }
             try await connection.query(
                 "DELETE FROM crm.deal_accounts WHERE connector = \(connector) AND deal_external_id = ANY(\(ids))",
                 logger: logger)
-            let contactLinks = current.flatMap { deal in Set(deal.contactIDs).map { LinkRow(deal_external_id: deal.externalID, other: $0) } }
+            let contactLinks = replacingContactLinks
+                ? current.flatMap { deal in Set(deal.contactIDs).map { LinkRow(deal_external_id: deal.externalID, other: $0) } } : []
             let accountLinks = current.flatMap { deal in Set(deal.accountIDs).map { LinkRow(deal_external_id: deal.externalID, other: $0) } }
             if !contactLinks.isEmpty {
                 try await connection.query(
@@ -171,7 +188,7 @@ public struct RecordWriter: Sendable {
                            modified_at = greatest(t.modified_at, r.deleted_at), synced_at = now()
                       FROM json_to_recordset($2::json) AS r(external_id text, deleted_at timestamptz, merged_into text)
                      WHERE t.connector = $1 AND t.external_id = r.external_id
-                       AND (NOT t.deleted OR t.merged_into IS DISTINCT FROM coalesce(r.merged_into, t.merged_into))
+                       AND (NOT t.deleted\(mergeColumn ? " OR t.merged_into IS DISTINCT FROM coalesce(r.merged_into, t.merged_into)" : ""))
                     RETURNING 1
                     """, binds: try Self.binds(connector, Self.json(rows))),
                 logger: logger
@@ -188,7 +205,7 @@ public struct RecordWriter: Sendable {
         case .contacts: "crm.contacts"
         case .deals: "crm.deals"
         case .activities: "crm.activities"
-        case .campaigns, .campaignMembers: nil
+        case .stageHistory, .dealContacts, .campaigns, .campaignMembers: nil
         }
     }
 
