@@ -53,6 +53,12 @@ public struct SyncEngine: Sendable {
         var summary = Summary(connector: config.name)
         let writer = RecordWriter(connector: config.name, mapping: config.mapping)
         try await registerConnector()
+        if let listing = connector as? any PipelineListing {
+            // Pipelines first: a stage nobody mapped is reported even before a deal enters it.
+            let unmapped = try await PipelineStageStore().replace(
+                connector: config.name, stages: try await listing.pipelineStages(), mapping: config.mapping, client: client, logger: logger)
+            summary.unmappedStages.formUnion(unmapped.map(\.stage))
+        }
         var lastProgress = ContinuousClock.now
         // With `full`, ids the CRM returned per table: several streams can fill one table
         // (Salesforce Contact and Lead), so vanished rows are swept once all of them were read.

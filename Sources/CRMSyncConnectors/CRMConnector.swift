@@ -48,3 +48,10 @@ public protocol CRMConnector: Sendable {
     /// The shared HTTP client, with its request counters.
     var http: CRMHTTPClient { get }
 }
+
+/// CRMs that list their deal pipelines and stages (HubSpot, Pipedrive). Salesforce has one stage
+/// picklist, keyed by `StageName`, which the mapping names directly.
+public protocol PipelineListing: Sendable {
+    func pipelineStages() async throws -> [PipelineStage]
+}
+

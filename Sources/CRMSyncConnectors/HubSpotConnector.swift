@@ -171,6 +171,16 @@ public struct HubSpotConnector: CRMConnector {
         return result
     }
 
+    struct PipelinesResponse: Decodable {
+        struct Pipeline: Decodable {
+            struct Stage: Decodable { var id: String; var label: String?; var displayOrder: Int? }
+            var id: String
+            var label: String?
+            var stages: [Stage]
+        }
+        var results: [Pipeline]
+    }
+
     func classify(_ response: CRMHTTPClient.Response) -> ConnectorError {
         let body = try? JSONDecoder().decode(ErrorBody.self, from: response.body)
         let message = [body?.category, body?.message].compactMap { $0 }.joined(separator: ": ")
@@ -410,3 +420,17 @@ extension Array {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
+
+extension HubSpotConnector: PipelineListing {
+    /// `GET /crm/v3/pipelines/deals`: every deal pipeline with its stages.
+    public func pipelineStages() async throws -> [PipelineStage] {
+        let page = try await http.json(.init(url: "\(baseURL)/crm/v3/pipelines/deals"), as: PipelinesResponse.self, classify: classify)
+        return page.results.flatMap { pipeline in
+            pipeline.stages.enumerated().map { index, stage in
+                PipelineStage(pipeline: pipeline.id, pipelineLabel: pipeline.label, stage: stage.id, label: stage.label,
+                              displayOrder: stage.displayOrder ?? index)
+            }
+        }
+    }
+}
+

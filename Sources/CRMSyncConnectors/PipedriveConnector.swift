@@ -232,3 +232,13 @@ public struct PipedriveConnector: CRMConnector {
         return String(id)
     }
 }
+
+extension PipedriveConnector: PipelineListing {
+    /// `GET /api/v2/stages`, in the order Pipedrive lists them; the pipeline is its numeric id.
+    public func pipelineStages() async throws -> [PipelineStage] {
+        try await stages().enumerated().map { index, stage in
+            PipelineStage(pipeline: stage.pipeline ?? "", pipelineLabel: nil, stage: stage.id, label: stage.name, displayOrder: index)
+        }
+    }
+}
+
