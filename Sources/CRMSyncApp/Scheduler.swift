@@ -13,11 +13,16 @@ public struct Scheduler: Service {
     let runtime: Runtime
     let client: PostgresClient
     let inboxInterval: Duration
+    let attributionInterval: Duration
 
-    public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1)) {
+    /// `attributionInterval`: how often credits are recomputed, so reports stay current as deals
+    /// close and late touches arrive (a full refresh takes seconds at a million touches).
+    public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
+                attributionInterval: Duration = .seconds(300)) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
+        self.attributionInterval = attributionInterval
     }
 
     public func run() async throws {
@@ -31,6 +36,14 @@ public struct Scheduler: Service {
                         }
                         logger.info("sync finished", metadata: ["connector": "\(connector.name)", "records": "\(summary.records)", "summary": "\(summary)"])
                     }
+                }
+            }
+            group.addTask {
+                let attribution = runtime.config.attribution
+                await every(attributionInterval, name: "attribution") {
+                    try await ReportReader().refreshAttribution(
+                        grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
+                        halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: logger)
                 }
             }
             group.addTask {

@@ -30,7 +30,7 @@ import Testing
         // A tight rate limit makes the first sync take a few seconds, so scrapes see it under way.
         let state = SimulatorState(data: data, seed: 31, rateLimit: (40, 20))
         try await support.withSimulator(state) { simPort in
-            try await TestDatabase.with { _, url in
+            try await TestDatabase.with { client, url in
                 let port = try Self.freePort()
                 let config = try CommandLineTests().temporaryFile("crm-sync.yaml", """
                     connectors:
@@ -74,6 +74,15 @@ import Testing
                 #expect(Self.value(last, #"crm_sync_http_requests_total{connector="hs",status="200"}"#) ?? 0 > 10)
                 #expect(last.contains("crm_sync_inbox_pending"))
                 #expect(last.contains("# TYPE crm_sync_records_total counter"))
+
+                // Attribution is kept current by the scheduler too, without anyone running a report.
+                var refreshed = false
+                for _ in 0..<40 where !refreshed {
+                    refreshed = try await client.query("SELECT refreshed_at IS NOT NULL FROM crm.attribution_settings", logger: TestDatabase.logger)
+                        .collect().first?.decode(Bool.self) ?? false
+                    if !refreshed { try await Task.sleep(for: .milliseconds(250)) }
+                }
+                #expect(refreshed, "serve refreshed attribution on its own")
 
                 // SIGTERM: a graceful stop with exit code 0.
                 process.terminate()
