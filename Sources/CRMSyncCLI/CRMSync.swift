@@ -19,8 +19,16 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default $LOG_LEVEL or notice).")
     var logLevel: String?
 
+    @Option(name: .long, help: "Log format: text or json (one JSON object per line). Default: json when stderr is not a terminal, else text.")
+    var logFormat: String?
+
+    func validate() throws {
+        if let logFormat, LogFormat(rawValue: logFormat) == nil { throw ValidationError("--log-format: expected text or json") }
+    }
+
     func runtime() throws -> Runtime {
         let environment = ProcessInfo.processInfo.environment
+        LogFormat.bootstrap(logFormat.flatMap(LogFormat.init(rawValue:)) ?? .automatic)
         var logger = Logger(label: "crm-sync")
         logger.logLevel = Logger.Level(rawValue: logLevel ?? environment["LOG_LEVEL"] ?? "notice") ?? .notice
         let config = try Runtime.loadConfig(path: config, environment: environment)
