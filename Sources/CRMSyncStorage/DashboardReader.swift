@@ -41,6 +41,8 @@ public struct Dashboard: Sendable {
     }
 
     public var roi: [ROIRow] = []
+    /// Each model's weights, printed with the figures: "U-shaped" means different things in different products.
+    public var models: [(model: String, description: String)] = []
     public var unattributedWonDeals = 0
     public var funnel: [FunnelStage] = []
     public var email: [EmailStep] = []
@@ -61,6 +63,11 @@ public struct DashboardReader: Sendable {
         dashboard.roi = try await ReportReader().roi(model: nil, client: client, logger: logger)
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+            for try await (model, description) in try await connection.query(
+                "SELECT model, description FROM reporting.attribution_models ORDER BY model", logger: logger
+            ).decode((String, String).self) {
+                dashboard.models.append((model, description))
+            }
             for try await count in try await connection.query(
                 "SELECT count(*)::int8 FROM reporting.unattributed_won_deals", logger: logger
             ).decode(Int64.self) {

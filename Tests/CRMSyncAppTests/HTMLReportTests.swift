@@ -72,6 +72,7 @@ import Testing
             #expect(html.contains("white-paper · step 1"))
             #expect(html.contains("100.0%</text>"), "open rate of step 1 is 10 of 10")
             #expect(html.contains("owner-7"))
+            #expect(html.contains("40% first, 40% last, 20% shared by the rest"), "the weights each model uses are printed")
         }
     }
 }

@@ -83,6 +83,9 @@ public enum HTMLReport {
                             ROIReport.money($0.attributedRevenue), ROIReport.money($0.attributedGrossProfit), ROIReport.percent($0.roi)] },
                 numericFrom: 2) + "</details>"
         }
+        if !dashboard.models.isEmpty {
+            out += "<h3>How each model splits a won deal's amount</h3>" + HTML.table(["model", "weights"], dashboard.models.map { [$0.model, $0.description] }, numericFrom: 2)
+        }
         let noCost = Set(dashboard.roi.filter { $0.roi == nil && $0.wonDeals > 0 }.map(\.campaign))
         if !noCost.isEmpty {
             out += #"<p class="meta">No ROI without a cost: \#(HTML.escape(noCost.sorted().joined(separator: ", "))). Import costs with <code>crm-sync costs import</code>.</p>"#
