@@ -136,8 +136,7 @@ struct HubSpotAPI: Sendable {
             response["paging"] = ["next": ["after": "\(offset + limit)", "link": NSNull()]]
         }
         if object == "deals" {
-            if await state.roll(faults.mutate) { await state.mutateRandomDeal(backdated: false) }
-            if await state.roll(faults.outOfOrder) { await state.mutateRandomDeal(backdated: true) }
+            await state.editDealsIfFaulted()
         }
         await state.record(.init(method: "POST", path: "/crm/v3/objects/\(object)/search",
                                  page: "\(groups.description.hashValue):\(offset)", status: 200))

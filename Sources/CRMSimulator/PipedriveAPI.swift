@@ -216,8 +216,7 @@ struct PipedriveAPI: Sendable {
         }
         let rendered = page.map { render($0, object: object) }
         if object == "deals" {
-            if await state.roll(faults.mutate) { await state.mutatePipedriveDeal(backdated: false) }
-            if await state.roll(faults.outOfOrder) { await state.mutatePipedriveDeal(backdated: true) }
+            await state.editPipedriveDealsIfFaulted()
         }
         await state.record(.init(method: "GET", path: "/api/v2/\(object)", page: "\(statuses.sorted()):\(since ?? -1):\(start)", status: 200))
         return Self.ok(rendered, additional: ["next_cursor": next ?? NSNull()] as [String: Any])

@@ -4,6 +4,12 @@ import Foundation
 /// Changes to a simulated Pipedrive company: a salesperson's edit during a sync (the `mutate` and
 /// `out_of_order` faults) and activities created through the API.
 extension SimulatorState {
+    /// Pipedrive's "mutate" and "out_of_order" faults on the faults in force now (see `editDealsIfFaulted`).
+    public func editPipedriveDealsIfFaulted() {
+        if roll(faults.mutate) { mutatePipedriveDeal(backdated: false) }
+        if roll(faults.outOfOrder) { mutatePipedriveDeal(backdated: true) }
+    }
+
     /// Moves a random open-or-closed deal to another effective stage (a stage id, `won` or `lost`),
     /// changes its value and stamps it now, to the second. `backdated` stamps it 30 s in the past,
     /// as a late replica would.

@@ -74,9 +74,7 @@ struct SalesforceAPI: Sendable {
         }
         // Salespeople keep working while a sync pages through opportunities.
         if soql.object == "Opportunity" {
-            let faults = await state.faults
-            if await state.roll(faults.mutate) { await state.mutateRandomDeal(backdated: false) }
-            if await state.roll(faults.outOfOrder) { await state.mutateRandomDeal(backdated: true) }
+            await state.editDealsIfFaulted()
         }
         await state.record(.init(method: "GET", path: "/services/data/\(version)/\(includeDeleted ? "queryAll" : "query")",
                                  page: "\(soql.object):0", status: 200))

@@ -38,6 +38,15 @@ public actor SimulatorState {
     }
 
     public func setFaults(_ spec: FaultSpec) { faults = spec }
+
+    /// The "mutate" and "out_of_order" faults, decided on the faults in force *now*, in one actor
+    /// step. A handler that read the faults earlier and was then suspended (a slow machine, a
+    /// request the client already gave up on) must not edit a deal after the faults were switched
+    /// off: that edit would land in the middle of the next, supposedly clean, sync.
+    public func editDealsIfFaulted() {
+        if rng.chance(faults.mutate) { mutateRandomDeal(backdated: false) }
+        if rng.chance(faults.outOfOrder) { mutateRandomDeal(backdated: true) }
+    }
     public func setRateLimit(general: Double, search: Double) { rateLimit = (general, search) }
     public func clearLog() { log.removeAll() }
     public func setDailyRequestLimit(_ limit: Int?) { dailyRequestLimit = limit }
@@ -59,7 +68,7 @@ public actor SimulatorState {
     public func admit(search: Bool) -> Bool {
         let key = search ? "search" : "general"
         let rate = search ? rateLimit.search : rateLimit.general
-        let now = Date()
+        let now = clock()
         var bucket = buckets[key] ?? (rate, now)
         bucket.tokens = min(rate, bucket.tokens + now.timeIntervalSince(bucket.at) * rate)
         bucket.at = now

@@ -90,7 +90,9 @@ import Testing
 
     @Test func theAccountsRateLimitIsAnsweredWithPipedrives429() async throws {
         let data = PipedriveCompany.generate(seed: 3, deals: 10, now: Date())
-        try await withSimulator(SimulatorState(data: data, rateLimit: (2, 2))) { port in
+        // A stopped clock: the bucket never refills, so the answer does not depend on how fast this machine is.
+        let frozen = Date()
+        try await withSimulator(SimulatorState(data: data, rateLimit: (2, 2), clock: { frozen })) { port in
             var replies: [Reply] = []
             for _ in 0..<6 { replies.append(try await call(port, "/api/v1/users")) }
             #expect(replies.first?.status == 200)

@@ -56,7 +56,9 @@ import Testing
 
     @Test func theAccountsRateLimitIsAnsweredWithHubSpots429() async throws {
         let data = SimulatedDataset.generate(seed: 3, deals: 10, now: Date())
-        try await withSimulator(SimulatorState(data: data, rateLimit: (100, 2))) { port in
+        // A stopped clock: the bucket never refills, so the answer does not depend on how fast this machine is.
+        let frozen = Date()
+        try await withSimulator(SimulatorState(data: data, rateLimit: (100, 2), clock: { frozen })) { port in
             var statuses: [Int] = []
             for _ in 0..<6 {
                 statuses.append(try await post(port, "/crm/v3/objects/deals/search", #"{"limit":1}"#).0)
