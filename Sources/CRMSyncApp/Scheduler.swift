@@ -14,15 +14,22 @@ public struct Scheduler: Service {
     let client: PostgresClient
     let inboxInterval: Duration
     let attributionInterval: Duration
+    let leaseTime: Duration
+    let leases: WorkLeases
 
     /// `attributionInterval`: how often credits are recomputed, so reports stay current as deals
     /// close and late touches arrive (a full refresh takes seconds at a million touches).
+    /// `leaseTime`: how long a job's lease lasts without renewal; a worker that dies mid-job has its
+    /// job taken over by another worker within this time.
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
-                attributionInterval: Duration = .seconds(300)) {
+                attributionInterval: Duration = .seconds(300), leaseTime: Duration = .seconds(30),
+                worker: String = WorkLeases.workerName()) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
         self.attributionInterval = attributionInterval
+        self.leaseTime = leaseTime
+        leases = WorkLeases(holder: worker, client: client, logger: runtime.logger)
     }
 
     public func run() async throws {
@@ -30,7 +37,7 @@ public struct Scheduler: Service {
         await withDiscardingTaskGroup { group in
             for connector in runtime.config.connectors {
                 group.addTask {
-                    await every(connector.pollInterval, name: "sync \(connector.name)") {
+                    await leased("sync:\(connector.name)", every: connector.pollInterval) {
                         let summary = try await HTTPClient.shared.withConnector(connector, logger: logger) { crm in
                             try await SyncEngine(config: connector, connector: crm, client: client, logger: logger).run(full: false)
                         }
@@ -40,7 +47,7 @@ public struct Scheduler: Service {
             }
             group.addTask {
                 let attribution = runtime.config.attribution
-                await every(attributionInterval, name: "attribution") {
+                await leased("attribution", every: attributionInterval) {
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
                         halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: logger)
@@ -67,6 +74,53 @@ public struct Scheduler: Service {
             }
             do {
                 try await gracefulShutdownOrSleep(for: interval)
+            } catch {
+                return
+            }
+        }
+    }
+
+    struct LeaseLost: Error, CustomStringConvertible {
+        var job: String
+        var description: String { "lost the lease on \(job) (another worker took it over)" }
+    }
+
+    /// Runs `step` once per `interval` across all workers sharing the database: whoever claims the
+    /// job's lease runs it and renews the lease while it works; the others check back every third
+    /// of the lease time, so a dead holder's job is taken over within the lease time.
+    private func leased(_ job: String, every interval: Duration, _ step: @escaping @Sendable () async throws -> Void) async {
+        let leases = self.leases, leaseTime = self.leaseTime
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                if try await leases.claim(job, for: leaseTime) {
+                    do {
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask { try await step() }
+                            group.addTask {
+                                while true {
+                                    try await Task.sleep(for: leaseTime / 3)
+                                    guard try await leases.renew(job, for: leaseTime) else { throw LeaseLost(job: job) }
+                                }
+                            }
+                            // The step ends first unless the lease is lost; either way the other child is stopped.
+                            try await group.next()
+                            group.cancelAll()
+                        }
+                        try await leases.finish(job, nextRoundIn: interval)
+                    } catch let lost as LeaseLost {
+                        throw lost
+                    } catch {
+                        // The round failed: free the job for the next round (the cursors were kept).
+                        try? await leases.finish(job, nextRoundIn: interval)
+                        throw error
+                    }
+                }
+            } catch {
+                Counter(label: "crm_sync_scheduler_errors_total", dimensions: [("job", job)]).increment()
+                runtime.logger.error("scheduled job failed", metadata: ["job": "\(job)", "error": "\(DatabaseError.describe(error))"])
+            }
+            do {
+                try await gracefulShutdownOrSleep(for: min(interval, leaseTime / 3))
             } catch {
                 return
             }

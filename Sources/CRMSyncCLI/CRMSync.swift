@@ -124,6 +124,11 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
+    @Option(help: "How long a job's lease (one connector's sync, the attribution refresh) lasts without renewal, e.g. 30s. Several `serve` processes on one database share the work; a dead one's job is taken over within this time.") var leaseTime = "30s"
+
+    func validate() throws {
+        guard let lease = DurationText.parse(leaseTime), lease >= .seconds(3) else { throw ValidationError("--lease-time: expected a duration of 3s or more, such as 30s or 2m") }
+    }
 
     func run() async throws {
         try await reportingFailures {
@@ -142,7 +147,7 @@ struct Serve: AsyncParsableCommand {
                 stderr("serve: listening on http://\(host):\(port)")
                 // SIGTERM/SIGINT: stop accepting, finish in-flight requests and the current scheduled step.
                 let services = ServiceGroup(configuration: .init(
-                    services: [.init(service: app), .init(service: Scheduler(runtime: runtime, client: client))],
+                    services: [.init(service: app), .init(service: Scheduler(runtime: runtime, client: client, leaseTime: DurationText.parse(leaseTime) ?? .seconds(30)))],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: runtime.logger))
                 try await services.run()
             }
