@@ -266,7 +266,8 @@ struct Simulate: AsyncParsableCommand {
     struct CRM: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "crm", abstract: "Serve a simulated CRM speaking its real wire format, with its rate limit and injected faults.")
         @Option(help: "hubspot, salesforce or pipedrive.") var kind: String = "hubspot"
-        @Option(help: "Port on 127.0.0.1 (0 picks a free one).") var port = 0
+        @Option(help: "Address to listen on (0.0.0.0 inside a container).") var host = "127.0.0.1"
+        @Option(help: "Port to listen on (0 picks a free one).") var port = 0
         @Option(help: "Seed of the generated data.") var seed: UInt64 = 1
         @Option(help: "How many deals to generate.") var records = 1_000
         @Option(help: "Faults, e.g. 429=0.05,500=0.02,503=0.02,slow=0.02,hang=0.005,truncate=0.02,repeat=0.05,mutate=0.02,out_of_order=0.02, or 'all'.") var faults: String?
@@ -288,7 +289,8 @@ struct Simulate: AsyncParsableCommand {
             let rate = self.rate ?? (crm == .salesforce ? 25 : 10)
             let state = SimulatorState(data: data, faults: spec, seed: seed, rateLimit: (rate, max(rate / 2, 1)))
             let server = SimulatorServer(kind: crm, state: state, token: token)
-            let app = server.application(port: port, onRunning: { port in stderr("simulate: \(kind) on http://127.0.0.1:\(port) (token \(token))") })
+            let host = self.host
+            let app = server.application(host: host, port: port, onRunning: { port in stderr("simulate: \(kind) on http://\(host):\(port) (token \(token))") })
             try await app.runService()
         }
     }
