@@ -39,6 +39,7 @@ public struct WebhookRouter: Sendable {
         router.get("/healthz") { _, _ in "ok" }
         router.get("/metrics") { _, _ -> Response in
             await recordInboxGauges()
+            await OperationalGauges(client: client, logger: logger).record()
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: MetricsRegistry.exposition())))

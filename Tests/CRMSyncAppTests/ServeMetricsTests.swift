@@ -73,6 +73,7 @@ import Testing
                 #expect(Self.value(last, #"crm_sync_records_total{connector="hs",stream="deals"}"#) ?? 0 >= 590)
                 #expect(Self.value(last, #"crm_sync_http_requests_total{connector="hs",status="200"}"#) ?? 0 > 10)
                 #expect(last.contains("crm_sync_inbox_pending"))
+                #expect(last.contains("crm_sync_outbox_pending"))
                 #expect(last.contains("# TYPE crm_sync_records_total counter"))
 
                 // Attribution is kept current by the scheduler too, without anyone running a report.
@@ -83,6 +84,9 @@ import Testing
                     if !refreshed { try await Task.sleep(for: .milliseconds(250)) }
                 }
                 #expect(refreshed, "serve refreshed attribution on its own")
+                // Sync lag per connector, from the lease table every replica shares.
+                let lagText = try await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get().body.map { String(buffer: $0) } ?? ""
+                #expect(Self.value(lagText, #"crm_sync_sync_lag_seconds{connector="hs"}"#) != nil, "sync lag is exposed")
 
                 // SIGTERM: a graceful stop with exit code 0.
                 process.terminate()
