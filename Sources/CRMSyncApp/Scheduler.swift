@@ -55,8 +55,12 @@ public struct Scheduler: Service {
             }
             group.addTask {
                 await every(inboxInterval, name: "inbox") {
-                    let applied = try await EventInbox().applyEngagementEvents(client: client, logger: logger)
-                    if applied > 0 { Counter(label: "crm_sync_inbox_applied_total").increment(by: applied) }
+                    let outcome = try await InboxProcessor(client: client, logger: logger).drain()
+                    if outcome.applied > 0 { Counter(label: "crm_sync_inbox_applied_total").increment(by: outcome.applied) }
+                    if outcome.deadLettered > 0 {
+                        Counter(label: "crm_sync_inbox_dead_lettered_total").increment(by: outcome.deadLettered)
+                        logger.warning("inbox events dead-lettered", metadata: ["count": "\(outcome.deadLettered)"])
+                    }
                 }
             }
         }

@@ -64,7 +64,7 @@ struct CRMSync: AsyncParsableCommand {
             marketing webhooks, and reports ROI per campaign under several attribution models.
             Start with `crm-sync demo`: it needs no configuration.
             """,
-        subcommands: [Migrate.self, Sync.self, Serve.self, Report.self, Costs.self, Demo.self, Simulate.self])
+        subcommands: [Migrate.self, Sync.self, Serve.self, Inbox.self, Report.self, Costs.self, Demo.self, Simulate.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -141,15 +141,45 @@ struct Serve: AsyncParsableCommand {
                 let ready: @Sendable () async -> Bool = {
                     (try? await migrator.pending(client: client, logger: logger).isEmpty) ?? false
                 }
-                let router = WebhookRouter(settings: .init(eventsSecret: runtime.config.events?.secret), client: client,
-                                           logger: runtime.logger, ready: ready).router()
-                let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: runtime.logger)
-                stderr("serve: listening on http://\(host):\(port)")
-                // SIGTERM/SIGINT: stop accepting, finish in-flight requests and the current scheduled step.
+                let receiver = WebhookReceiver(config: runtime.config, client: client, logger: runtime.logger, ready: ready)
+                let http = receiver.services(host: host, port: port, logger: runtime.logger) { port in
+                    stderr("serve: listening on http://\(host):\(port)")
+                }
+                // SIGTERM/SIGINT: stop accepting, finish in-flight requests (committing their events)
+                // and the current scheduled step.
                 let services = ServiceGroup(configuration: .init(
-                    services: [.init(service: app), .init(service: Scheduler(runtime: runtime, client: client, leaseTime: DurationText.parse(leaseTime) ?? .seconds(30)))],
+                    services: http + [.init(service: Scheduler(runtime: runtime, client: client, leaseTime: DurationText.parse(leaseTime) ?? .seconds(30)))],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: runtime.logger))
                 try await services.run()
+            }
+        }
+    }
+}
+
+struct Inbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The webhook inbox: events committed before each webhook was acknowledged.", subcommands: [Replay.self])
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-queue dead-lettered webhook events and apply them again now.",
+            discussion: """
+                An inbox event that could not be applied (for example an engagement event whose contact names no \
+                synced connector and has no e-mail) is kept in crm.dead_letters with its reason. Fix the cause \
+                (e.g. run the sync), then replay: the events are applied idempotently, so replaying twice is harmless. \
+                An event that still cannot be applied gets a new dead letter.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Replay only the dead letter with this id (crm.dead_letters.id); default: every open one.") var id: Int64?
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                let result = try await runtime.withDatabase { client in
+                    try await InboxProcessor(client: client, logger: runtime.logger).replay(deadLetterID: id)
+                }
+                if let id, result.requeued == 0 { throw ValidationError("--id: no open dead letter with id \(id)") }
+                print("inbox replay: \(result.requeued) re-queued; applied \(result.outcome.applied), dead-lettered again \(result.outcome.deadLettered)")
             }
         }
     }

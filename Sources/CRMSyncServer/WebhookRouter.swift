@@ -12,9 +12,12 @@ public struct WebhookRouter: Sendable {
     public struct Settings: Sendable {
         public var eventsSecret: String?
         public var maxBodyBytes: Int
-        public init(eventsSecret: String?, maxBodyBytes: Int = 1 << 20) {
+        /// CRM connectors that may post to `/webhooks/{kind}/{connector}`.
+        public var connectors: [WebhookConnector]
+        public init(eventsSecret: String?, maxBodyBytes: Int = 1 << 20, connectors: [WebhookConnector] = []) {
             self.eventsSecret = eventsSecret
             self.maxBodyBytes = maxBodyBytes
+            self.connectors = connectors
         }
     }
 
@@ -23,11 +26,14 @@ public struct WebhookRouter: Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     let ready: @Sendable () async -> Bool
+    let inbox: any InboxWriter
 
+    /// `inbox` defaults to one transaction per request; `serve` passes an `InboxBatcher`.
     public init(settings: Settings, client: PostgresClient, logger: Logger, now: @escaping @Sendable () -> Date = { Date() },
-                ready: @escaping @Sendable () async -> Bool = { true }) {
+                ready: @escaping @Sendable () async -> Bool = { true }, inbox: (any InboxWriter)? = nil) {
         self.settings = settings
         self.client = client
+        self.inbox = inbox ?? DirectInboxWriter(client: client, logger: logger)
         self.logger = logger
         self.now = now
         self.ready = ready
@@ -50,6 +56,15 @@ public struct WebhookRouter: Sendable {
         }
         router.post("/webhooks/events") { request, _ -> Response in
             try await events(request)
+        }
+        router.post("/webhooks/hubspot/:connector") { request, context -> Response in
+            try await hubspot(request, connector: context.parameters.get("connector") ?? "")
+        }
+        router.post("/webhooks/pipedrive/:connector") { request, context -> Response in
+            try await pipedrive(request, connector: context.parameters.get("connector") ?? "")
+        }
+        router.post("/webhooks/salesforce/:connector") { request, context -> Response in
+            try await salesforce(request, connector: context.parameters.get("connector") ?? "")
         }
         return router
     }
@@ -109,14 +124,35 @@ public struct WebhookRouter: Sendable {
         case .success(let events): parsed = events
         case .failure(let error): return reject("events", "malformed", .badRequest, error.description)
         }
+        if let failure = await commit(endpoint: "events", source: "events", parsed) { return failure }
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"accepted\":\(parsed.count)}")))
+    }
+
+    /// Commits accepted events; nil when committed, else the response to send (the sender retries).
+    func commit(endpoint: String, source: String, _ events: [InboxEvent]) async -> Response? {
         do {
-            try await EventInbox().store(source: "events", events: parsed, client: client, logger: logger)
+            try await inbox.store(source: source, events: events)
         } catch {
-            logger.error("inbox write failed", metadata: ["error": "\(DatabaseError.describe(error))"])
+            logger.error("inbox write failed", metadata: ["endpoint": "\(endpoint)", "error": "\(DatabaseError.describe(error))"])
+            Counter(label: "crm_sync_webhook_rejects_total", dimensions: [("endpoint", endpoint), ("reason", "inbox_unavailable")]).increment()
             return Self.reply(.serviceUnavailable, "could not store the events; retry")
         }
-        Counter(label: "crm_sync_webhook_events_total", dimensions: [("endpoint", "events")]).increment(by: parsed.count)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"accepted\":\(parsed.count)}")))
+        Counter(label: "crm_sync_webhook_events_total", dimensions: [("endpoint", endpoint)]).increment(by: events.count)
+        for event in events {
+            logger.debug("webhook event stored", metadata: ["endpoint": "\(endpoint)", "id": "\(event.delivery_id)", "type": "\(event.event_type)"])
+        }
+        return nil
+    }
+
+    /// The request body up to the limit, or nil when it is larger.
+    func collect(_ request: Request) async -> Data? {
+        guard let body = try? await request.body.collect(upTo: settings.maxBodyBytes) else { return nil }
+        return Data(buffer: body)
+    }
+
+    /// The configured connector of this kind and name.
+    func connector(_ name: String, kind: CRMKind) -> WebhookConnector? {
+        settings.connectors.first { $0.name == name && $0.kind == kind }
     }
 }
 
@@ -145,21 +181,34 @@ public enum EngagementEventParser {
                 throw ParseError(description: "\(place)unknown or missing type")
             }
             guard let id = event["id"] as? String, !id.isEmpty, id.count <= 200 else { throw ParseError(description: "\(place)missing id") }
-            guard let occurred = (event["occurred_at"] as? String).flatMap(CRMTimestamp.parse) else {
-                throw ParseError(description: "\(place)occurred_at is not an ISO 8601 time")
+            guard let occurred = (event["occurred_at"] as? String).flatMap(CRMTimestamp.parse), plausible(occurred) else {
+                throw ParseError(description: "\(place)occurred_at is not an ISO 8601 time between 1970 and 2200")
             }
             guard let contact = event["contact"] as? [String: Any],
                   (contact["email"] as? String) != nil || (contact["external_id"] as? String) != nil else {
                 throw ParseError(description: "\(place)contact needs an email or an external_id")
             }
-            if let step = event["step"], !(step is NSNull), (step as? Int) == nil { throw ParseError(description: "\(place)step must be a whole number") }
-            guard let payload = try? JSONSerialization.data(withJSONObject: event) else {
-                throw ParseError(description: "\(place)cannot re-encode the event")
+            if let step = event["step"], !(step is NSNull), (step as? Int).map({ abs($0) < 1_000_000_000 }) != true {
+                throw ParseError(description: "\(place)step must be a whole number")
+            }
+            // PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail the commit.
+            guard let payload = try? JSONSerialization.data(withJSONObject: event), !containsNUL(payload) else {
+                throw ParseError(description: "\(place)cannot re-encode the event (NUL characters are not accepted)")
             }
             let key = (contact["external_id"] as? String) ?? (contact["email"] as? String)?.lowercased()
             result.append(InboxEvent(deliveryID: id, eventType: type, occurredAt: occurred, recordKey: key,
                                      payload: String(decoding: payload, as: UTF8.self)))
         }
         return result
+    }
+
+    /// Times PostgreSQL and every CRM can hold; anything else is a malformed event.
+    public static func plausible(_ date: Date) -> Bool {
+        date.timeIntervalSince1970 >= 0 && date.timeIntervalSince1970 < 7_258_118_400
+    }
+
+    /// True when the JSON text has a NUL, raw or escaped.
+    public static func containsNUL(_ json: Data) -> Bool {
+        json.contains(0) || json.range(of: Data("\\u0000".utf8)) != nil
     }
 }
