@@ -137,26 +137,33 @@ public struct OutboxDispatcher: Sendable {
             try await store.markDelivered(command.id, crmRecordID: crmRecordID, now: now)
             Counter(label: "crm_sync_outbox_delivered_total", dimensions: labels).increment()
             return OutboxPassSummary(delivered: 1)
-        case .failed(let reason), .rejected(let reason):
-            let permanent: Bool = if case .rejected = result { true } else { false }
-            let retryAt = now.addingTimeInterval(policy.backoff(afterFailures: command.attempts + 1))
-            let dead = try await store.markFailed(command.id, error: reason, now: now, retryAt: retryAt,
-                                                  maxAttempts: policy.maxAttempts, permanent: permanent)
-            if dead {
-                Counter(label: "crm_sync_outbox_dead_lettered_total", dimensions: labels).increment()
-                logger.warning("outbox command dead-lettered", metadata: [
-                    "id": "\(command.id)", "destination": "\(command.destination)", "type": "\(command.commandType)",
-                    "attempts": "\(command.attempts + 1)", "error": "\(reason)",
-                ])
-                return OutboxPassSummary(dead: 1)
-            }
-            Counter(label: "crm_sync_outbox_retries_total", dimensions: labels).increment()
-            logger.info("outbox delivery failed; will retry", metadata: [
-                "id": "\(command.id)", "destination": "\(command.destination)", "attempt": "\(command.attempts + 1)",
-                "retry_at": "\(CRMTimestamp.iso(retryAt))", "error": "\(reason)",
-            ])
-            return OutboxPassSummary(retried: 1)
+        case .failed(let reason):
+            return try await recordFailure(command, reason: reason, permanent: false, now: now, labels: labels)
+        case .rejected(let reason):
+            return try await recordFailure(command, reason: reason, permanent: true, now: now, labels: labels)
         }
+    }
+
+    private func recordFailure(
+        _ command: OutboxCommand, reason: String, permanent: Bool, now: Date, labels: [(String, String)]
+    ) async throws -> OutboxPassSummary {
+        let retryAt = now.addingTimeInterval(policy.backoff(afterFailures: command.attempts + 1))
+        let dead = try await store.markFailed(command.id, error: reason, now: now, retryAt: retryAt,
+                                              maxAttempts: policy.maxAttempts, permanent: permanent)
+        if dead {
+            Counter(label: "crm_sync_outbox_dead_lettered_total", dimensions: labels).increment()
+            logger.warning("outbox command dead-lettered", metadata: [
+                "id": "\(command.id)", "destination": "\(command.destination)", "type": "\(command.commandType)",
+                "attempts": "\(command.attempts + 1)", "error": "\(reason)",
+            ])
+            return OutboxPassSummary(dead: 1)
+        }
+        Counter(label: "crm_sync_outbox_retries_total", dimensions: labels).increment()
+        logger.info("outbox delivery failed; will retry", metadata: [
+            "id": "\(command.id)", "destination": "\(command.destination)", "attempt": "\(command.attempts + 1)",
+            "retry_at": "\(CRMTimestamp.iso(retryAt))", "error": "\(reason)",
+        ])
+        return OutboxPassSummary(retried: 1)
     }
 }
 
