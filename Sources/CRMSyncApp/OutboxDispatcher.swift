@@ -70,6 +70,9 @@ public struct OutboxPassSummary: Sendable, Equatable, CustomStringConvertible {
         self.dead = dead
     }
     public var description: String { "delivered \(delivered), retried \(retried), dead \(dead)" }
+    public static func + (a: Self, b: Self) -> Self {
+        Self(delivered: a.delivered + b.delivered, retried: a.retried + b.retried, dead: a.dead + b.dead)
+    }
 }
 
 /// The transactional outbox's dispatcher: claims due commands in batches (`FOR UPDATE SKIP
@@ -102,9 +105,7 @@ public struct OutboxDispatcher: Sendable {
             let batch = try await store.claim(limit: policy.batchSize, now: clock(), lease: policy.claimLease)
             if batch.isEmpty { return total }
             let step = try await deliver(batch)
-            total.delivered += step.delivered
-            total.retried += step.retried
-            total.dead += step.dead
+            total = total + step
         }
     }
 
@@ -119,9 +120,7 @@ public struct OutboxDispatcher: Sendable {
             }
             for _ in 0..<policy.concurrency { launch() }
             while let step = try await group.next() {
-                summary.delivered += step.delivered
-                summary.retried += step.retried
-                summary.dead += step.dead
+                summary = summary + step
                 launch()
             }
             return summary

@@ -122,6 +122,11 @@ public struct OutboxStore: Sendable {
         public var pending: Int
         public var dead: Int
         public var delivered: Int
+        public init(pending: Int, dead: Int, delivered: Int) {
+            self.pending = pending
+            self.dead = dead
+            self.delivered = delivered
+        }
     }
 
     public func backlog() async throws -> Backlog {
