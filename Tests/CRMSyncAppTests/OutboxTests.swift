@@ -136,6 +136,33 @@ actor FlakyReceiver {
         }
     }
 
+    /// Runs the command line with its pipes read on a dispatch thread: the receiver it talks to
+    /// lives in this process and needs the cooperative threads `CommandLineTests.run` would block.
+    static func cli(_ arguments: [String], environment: [String: String]) async throws -> CommandLineTests.Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: TestDatabase.packageRoot)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let outURL = folder.appendingPathComponent("out"), errURL = folder.appendingPathComponent("err")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        let status: Int32 = await withCheckedContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch {
+                process.terminationHandler = nil
+                continuation.resume(returning: -1)
+            }
+        }
+        return CommandLineTests.Run(status: status, stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+                                    stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
+    }
+
     /// Inserts a command the way the nurture engine does.
     static func enqueue(_ client: PostgresClient, id: String, destination: String = "ma", type: String = "send_step",
                         payload: [String: Any], createdAt: Date) async throws {
@@ -250,16 +277,15 @@ actor FlakyReceiver {
                 // (which signs with the real clock).
                 await receiver.setPlan { _, _ in .ok }
                 clock.set(Date())
-                let cli = CommandLineTests()
                 let config = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID().uuidString).yaml").path
                 try "outbound:\n  url: \(url)\n  secret_env: OUTBOX_TEST_SECRET\n  max_attempts: 3\n".write(toFile: config, atomically: true, encoding: .utf8)
                 defer { try? FileManager.default.removeItem(atPath: config) }
                 let env = ["DATABASE_URL": TestDatabase.text(database), "OUTBOX_TEST_SECRET": Self.secret]
-                let wrongID = try await cli.run(["outbox", "replay", "--id", "cmd_none"], environment: env)
+                let wrongID = try await Self.cli(["outbox", "replay", "--id", "cmd_none"], environment: env)
                 #expect(wrongID.status != 0 && wrongID.stderr.contains("no dead outbox command with id cmd_none"), "\(wrongID.stderr)")
-                let replay = try await cli.run(["outbox", "replay"], environment: env)
+                let replay = try await Self.cli(["outbox", "replay"], environment: env)
                 #expect(replay.status == 0 && replay.stdout.contains("outbox replay: 1 revived"), "\(replay.stdout) \(replay.stderr)")
-                let deliver = try await cli.run(["outbox", "deliver", "--once", "--config", config], environment: env)
+                let deliver = try await Self.cli(["outbox", "deliver", "--once", "--config", config], environment: env)
                 #expect(deliver.status == 0, "\(deliver.stderr)")
                 let (afterCLI, bad) = (try await rows(client), await receiver.badSignatures)
                 #expect(deliver.stdout.contains("outbox: delivered 1, retried 0, dead 0; pending 1, dead 0"),
