@@ -337,6 +337,29 @@ actor FlakyReceiver {
         }
     }
 
+    /// `serve`'s scheduler delivers the outbox continuously, under the `outbox` work lease.
+    @Test func theSchedulerDeliversCommandsAsTheyAreCommitted() async throws {
+        let clock = FakeClock(Date())
+        let receiver = try FlakyReceiver(secret: Self.secret, clock: clock) { _, n in n == 1 ? .lostAck : .ok }
+        try await TestDatabase.with { client, _ in
+            try await Self.withReceiver(receiver) { url in
+                let runtime = Runtime(config: AppConfig(outbound: OutboundConfig(url: url, secret: Self.secret)), logger: logger)
+                let scheduler = Scheduler(runtime: runtime, client: client, outboxInterval: .milliseconds(100), leaseTime: .seconds(3))
+                try await withLocalServices([scheduler], logger: logger) {
+                    try await Self.enqueue(client, id: "cmd_live", payload: ["contact": ["external_id": "hubspot:9"], "step": 1],
+                                           createdAt: Date().addingTimeInterval(-1))
+                    for _ in 0..<100 where try await rows(client).first?.attempts ?? 0 < 1 {
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                }
+            }
+            // The first answer was a lost acknowledgement: one attempt, in its backoff, already in effect.
+            let row = try #require(try await rows(client).first)
+            #expect(row.attempts == 1 && !row.delivered && (row.error ?? "").contains("HTTP 500"), "\(row)")
+            #expect(await receiver.effects.map(\.webhookID) == ["cmd_live"])
+        }
+    }
+
     // MARK: create_task to the CRMs
 
     static func withSimulator<T: Sendable>(_ kind: CRMKind, _ state: SimulatorState, _ body: @Sendable (Int) async throws -> T) async throws -> T {
