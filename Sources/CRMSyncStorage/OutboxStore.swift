@@ -82,7 +82,7 @@ public struct OutboxStore: Sendable {
             """
             UPDATE crm.outbox
                SET delivered_at = \(now), crm_record_id = \(crmRecordID), attempts = attempts + 1, last_attempt_at = \(now),
-                   last_error = NULL, claimed_until = NULL, claimed_by = NULL
+                   last_error = NULL, claimed_until = NULL, claimed_by = NULL, dead_at = NULL
              WHERE id = \(id) AND delivered_at IS NULL
             """, logger: logger)
     }

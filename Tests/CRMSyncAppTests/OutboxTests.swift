@@ -360,6 +360,45 @@ actor FlakyReceiver {
         }
     }
 
+    /// Records the tasks it is asked to create.
+    actor RecordingWriter: TaskWriter {
+        private(set) var drafts: [TaskDraft] = []
+        func createTask(_ draft: TaskDraft) async throws -> String {
+            drafts.append(draft)
+            return "T\(drafts.count)"
+        }
+    }
+
+    /// A `create_task` without a subject is dead at once (retrying cannot fix it); one for a
+    /// connector that is not configured is retried (configuring it fixes it); ids lose their
+    /// `connector:` prefix.
+    @Test func createTaskPayloadsAreReadOrRefused() async throws {
+        let writer = RecordingWriter()
+        let now = Date()
+        try await TestDatabase.with { client, _ in
+            let good: [String: Any] = ["contact": ["external_id": "crm:501"], "owner": "crm:77", "deal": 9001, "subject": "Call",
+                                       "note": "why", "due": "2026-12-03"]
+            try await Self.enqueue(client, id: "t_good", destination: "crm", type: "create_task", payload: good, createdAt: now.addingTimeInterval(-3))
+            try await Self.enqueue(client, id: "t_bad", destination: "crm", type: "create_task",
+                                   payload: ["contact": ["external_id": "crm:502"]], createdAt: now.addingTimeInterval(-2))
+            try await Self.enqueue(client, id: "t_elsewhere", destination: "other", type: "create_task",
+                                   payload: ["contact": ["external_id": "other:503"], "subject": "x"], createdAt: now.addingTimeInterval(-1))
+            let dispatcher = OutboxDispatcher(
+                store: OutboxStore(client: client, logger: logger, worker: "w"),
+                target: OutboxRouter(ma: nil, connectors: ["crm": CRMTaskTarget(writer: writer)]), clock: { now }, logger: logger)
+            #expect(try await dispatcher.pass() == .init(delivered: 1, retried: 1, dead: 1))
+            let state = Dictionary(uniqueKeysWithValues: try await rows(client).map { ($0.id, $0) })
+            #expect(state["t_good"]?.delivered == true)
+            #expect(state["t_bad"]?.dead == true && state["t_bad"]?.attempts == 1 && state["t_bad"]?.error == "create_task without a subject")
+            #expect(state["t_elsewhere"]?.dead == false && state["t_elsewhere"]?.error == "no connector named 'other' is configured")
+            let recordID = try await client.query("SELECT crm_record_id FROM crm.outbox WHERE id = 't_good'", logger: logger)
+                .collect().first?.decode(String?.self)
+            #expect(recordID == "T1")
+            #expect(await writer.drafts == [TaskDraft(subject: "Call", body: "why", due: CRMTimestamp.parse("2026-12-03T00:00:00Z"),
+                                                      ownerID: "77", contactID: "501", dealID: "9001")])
+        }
+    }
+
     // MARK: create_task to the CRMs
 
     static func withSimulator<T: Sendable>(_ kind: CRMKind, _ state: SimulatorState, _ body: @Sendable (Int) async throws -> T) async throws -> T {
