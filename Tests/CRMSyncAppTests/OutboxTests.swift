@@ -136,31 +136,9 @@ actor FlakyReceiver {
         }
     }
 
-    /// Runs the command line with its pipes read on a dispatch thread: the receiver it talks to
-    /// lives in this process and needs the cooperative threads `CommandLineTests.run` would block.
-    static func cli(_ arguments: [String], environment: [String: String]) async throws -> CommandLineTests.Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: TestDatabase.packageRoot)
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let outURL = folder.appendingPathComponent("out"), errURL = folder.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        let status: Int32 = await withCheckedContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                continuation.resume(returning: -1)
-            }
-        }
-        return CommandLineTests.Run(status: status, stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-                                    stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
+    /// The command line, run without blocking the cooperative threads the in-process receiver needs.
+    static func cli(_ arguments: [String], environment: [String: String]) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(CommandLineTests.binary, arguments, environment: environment, directory: TestDatabase.packageRoot)
     }
 
     /// Inserts a command the way the nurture engine does.
