@@ -16,7 +16,8 @@ public struct OutboxPolicy: Sendable {
     /// Backoff after the first failure; doubles per failure, capped at `maxDelay`, with jitter.
     public var baseDelay: Duration
     public var maxDelay: Duration
-    /// How long a claim lasts; a crashed worker's claims are free again after it.
+    /// How long a claim lasts; a crashed worker's claims are free again after it. At least three
+    /// request timeouts; a request is started only while it can finish inside the claim.
     public var claimLease: Duration
     public var batchSize: Int
     /// Requests in flight at once (each for a different contact).
@@ -25,11 +26,11 @@ public struct OutboxPolicy: Sendable {
     public var requestTimeout: Duration
 
     public init(maxAttempts: Int = 8, baseDelay: Duration = .seconds(10), maxDelay: Duration = .seconds(3600),
-                claimLease: Duration = .seconds(120), batchSize: Int = 100, concurrency: Int = 8, requestTimeout: Duration = .seconds(10)) {
+                claimLease: Duration = .seconds(120), batchSize: Int = 32, concurrency: Int = 8, requestTimeout: Duration = .seconds(10)) {
         self.maxAttempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
-        self.claimLease = claimLease
+        self.claimLease = max(claimLease, requestTimeout * 3)
         self.batchSize = max(1, batchSize)
         self.concurrency = max(1, concurrency)
         self.requestTimeout = requestTimeout
@@ -102,21 +103,25 @@ public struct OutboxDispatcher: Sendable {
     public func pass() async throws -> OutboxPassSummary {
         var total = OutboxPassSummary()
         while true {
-            let batch = try await store.claim(limit: policy.batchSize, now: clock(), lease: policy.claimLease)
+            let claimedAt = clock()
+            let batch = try await store.claim(limit: policy.batchSize, now: claimedAt, lease: policy.claimLease)
             if batch.isEmpty { return total }
-            let step = try await deliver(batch)
+            // A request is only started while it can end inside the claim; the rest of a slow batch
+            // waits for its claim to lapse and is taken again, so no two workers send a row at once.
+            let startBy = claimedAt.addingTimeInterval(policy.claimLease.seconds - policy.requestTimeout.seconds)
+            let step = try await deliver(batch, startBy: startBy)
             total = total + step
         }
     }
 
     /// Delivers a claimed batch, `concurrency` at a time; each outcome is committed on its own.
-    func deliver(_ batch: [OutboxCommand]) async throws -> OutboxPassSummary {
+    func deliver(_ batch: [OutboxCommand], startBy: Date) async throws -> OutboxPassSummary {
         try await withThrowingTaskGroup(of: OutboxPassSummary.self) { group in
             var pending = batch[...]
             var summary = OutboxPassSummary()
             func launch() {
                 guard let command = pending.popFirst() else { return }
-                group.addTask { try await deliverOne(command) }
+                group.addTask { clock() < startBy ? try await deliverOne(command) : OutboxPassSummary() }
             }
             for _ in 0..<policy.concurrency { launch() }
             while let step = try await group.next() {
