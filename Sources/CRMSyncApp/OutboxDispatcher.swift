@@ -201,10 +201,13 @@ public struct MAWebhookTarget: OutboxTarget {
         request.body = .bytes(ByteBuffer(bytes: command.body))
         do {
             let response = try await http.execute(request, timeout: .milliseconds(Int64(timeout.seconds * 1000)))
-            let body = try await response.body.collect(upTo: 64 << 10)
             let status = Int(response.status.code)
-            if (200..<300).contains(status) { return .delivered(crmRecordID: nil) }
-            let text = String(buffer: body).prefix(200)
+            if (200..<300).contains(status) {
+                // Acknowledged by the status line; the body (of any size) is read and dropped.
+                for try await _ in response.body {}
+                return .delivered(crmRecordID: nil)
+            }
+            let text = ((try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? "").prefix(200)
             return .failed("HTTP \(status)" + (text.isEmpty ? "" : ": \(text)"))
         } catch {
             return .failed(String(String(describing: error).prefix(200)))
