@@ -56,6 +56,9 @@ actor FlakyReceiver {
     /// Effects in the order they happened, one per webhook-id.
     private(set) var effects: [Logged] = []
     private(set) var badSignatures = 0
+    /// Requests for one webhook-id that were in flight at the same time.
+    private(set) var overlaps = 0
+    private var inFlight: Set<String> = []
     let slowFor: Duration
 
     init(secret: String, clock: FakeClock, slowFor: Duration = .milliseconds(1200), plan: @escaping @Sendable (String, Int) -> Mode) throws {
@@ -81,8 +84,11 @@ actor FlakyReceiver {
         let entry = Logged(webhookID: id!, idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!],
                            bodyID: json?["id"] as? String, contact: (json?["contact"] as? [String: Any])?["external_id"] as? String)
         requests[id!, default: 0] += 1
+        if !inFlight.insert(id!).inserted { overlaps += 1 }
         return (plan(id!, requests[id!]!), entry)
     }
+
+    func leave(_ id: String) { inFlight.remove(id) }
 
     func process(_ entry: Logged) {
         logged.append(entry)
@@ -97,6 +103,9 @@ actor FlakyReceiver {
                 return Response(status: .unauthorized)
             }
             let (mode, entry) = admitted
+            // Held a moment, so that a second delivery of the same command would overlap it.
+            try? await Task.sleep(for: .milliseconds(20))
+            await self.leave(entry.webhookID)
             switch mode {
             case .unavailable:
                 return Response(status: .serviceUnavailable)
@@ -221,6 +230,43 @@ actor FlakyReceiver {
                 let order = group.map { Int($0.webhookID.split(separator: "_").last!)! }
                 #expect(order == order.sorted(), "contact \(contact) got its commands out of order: \(order)")
             }
+        }
+    }
+
+    /// Two replicas deliver the same outbox at once: no command is sent by both, so each command
+    /// reaches the receiver exactly as often as its failures plus one, never twice at a time.
+    @Test func twoDispatchersNeverSendTheSameCommand() async throws {
+        let clock = FakeClock(Date())
+        let receiver = try FlakyReceiver(secret: Self.secret, clock: clock) { id, n in
+            let k = Int(id.split(separator: "_").last!)!
+            return n <= k % 3 ? (n % 2 == 0 ? .lostAck : .unavailable) : .ok
+        }
+        try await TestDatabase.with { client, _ in
+            let start = clock.now.addingTimeInterval(-100)
+            for k in 0..<40 {
+                try await Self.enqueue(client, id: "cmd_\(k)", payload: ["contact": ["external_id": "hubspot:\(k % 8)"], "step": k / 8],
+                                       createdAt: start.addingTimeInterval(Double(k)))
+            }
+            try await Self.withReceiver(receiver) { url in
+                let one = try dispatcher(client, url: url, clock: clock, worker: "w1")
+                let two = try dispatcher(client, url: url, clock: clock, worker: "w2")
+                var byOne = OutboxPassSummary(), byTwo = OutboxPassSummary()
+                for _ in 0..<30 where try await one.store.backlog().pending > 0 {
+                    async let a = one.pass()
+                    async let b = two.pass()
+                    let (first, second) = try await (a, b)
+                    byOne = byOne + first
+                    byTwo = byTwo + second
+                    clock.advance(by: 7200)
+                }
+                #expect(byOne.delivered > 0 && byTwo.delivered > 0, "both replicas did some of the work: \(byOne) / \(byTwo)")
+                #expect(byOne.delivered + byTwo.delivered == 40)
+            }
+            #expect(try await rows(client).allSatisfy { $0.delivered })
+            #expect(await receiver.overlaps == 0)
+            let requests = await receiver.requests
+            for k in 0..<40 { #expect(requests["cmd_\(k)"] == k % 3 + 1, "cmd_\(k)") }
+            #expect(Set(await receiver.effects.map(\.webhookID)).count == 40)
         }
     }
 
