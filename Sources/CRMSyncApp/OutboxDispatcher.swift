@@ -49,8 +49,8 @@ public struct OutboxPolicy: Sendable {
 public enum OutboxDeliveryResult: Sendable, Equatable {
     /// Acknowledged (any 2xx); the CRM's id for what was created, if any.
     case delivered(crmRecordID: String?)
-    /// Not acknowledged; retried with backoff.
-    case failed(String)
+    /// Not acknowledged; retried with backoff, or later when the receiver asked (`Retry-After`).
+    case failed(String, retryAfter: TimeInterval? = nil)
     /// The command itself is unusable (e.g. a `create_task` without a subject): dead at once.
     case rejected(String)
 }
@@ -141,17 +141,17 @@ public struct OutboxDispatcher: Sendable {
             try await store.markDelivered(command.id, crmRecordID: crmRecordID, now: now)
             Counter(label: "crm_sync_outbox_delivered_total", dimensions: labels).increment()
             return OutboxPassSummary(delivered: 1)
-        case .failed(let reason):
-            return try await recordFailure(command, reason: reason, permanent: false, now: now, labels: labels)
+        case .failed(let reason, let retryAfter):
+            return try await recordFailure(command, reason: reason, permanent: false, retryAfter: retryAfter, now: now, labels: labels)
         case .rejected(let reason):
             return try await recordFailure(command, reason: reason, permanent: true, now: now, labels: labels)
         }
     }
 
     private func recordFailure(
-        _ command: OutboxCommand, reason: String, permanent: Bool, now: Date, labels: [(String, String)]
+        _ command: OutboxCommand, reason: String, permanent: Bool, retryAfter: TimeInterval? = nil, now: Date, labels: [(String, String)]
     ) async throws -> OutboxPassSummary {
-        let retryAt = now.addingTimeInterval(policy.backoff(afterFailures: command.attempts + 1))
+        let retryAt = now.addingTimeInterval(max(policy.backoff(afterFailures: command.attempts + 1), retryAfter ?? 0))
         let dead = try await store.markFailed(command.id, error: reason, now: now, retryAt: retryAt,
                                               maxAttempts: policy.maxAttempts, permanent: permanent)
         if dead {
@@ -208,7 +208,9 @@ public struct MAWebhookTarget: OutboxTarget {
                 return .delivered(crmRecordID: nil)
             }
             let text = ((try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? "").prefix(200)
-            return .failed("HTTP \(status)" + (text.isEmpty ? "" : ": \(text)"))
+            // `Retry-After` in seconds (429, 503); an HTTP date is not honoured, the backoff applies.
+            let retryAfter = response.headers.first(name: "Retry-After").flatMap(TimeInterval.init).map { min(max($0, 0), 86_400) }
+            return .failed("HTTP \(status)" + (text.isEmpty ? "" : ": \(text)"), retryAfter: retryAfter)
         } catch {
             return .failed(String(String(describing: error).prefix(200)))
         }

@@ -38,6 +38,8 @@ actor FlakyReceiver {
         case lostAck
         /// Sleeps past the client's timeout, then does the work and answers 200 to nobody.
         case slow
+        /// 429 with `Retry-After: 3600`.
+        case tooMany
     }
 
     struct Logged: Sendable, Equatable {
@@ -109,6 +111,8 @@ actor FlakyReceiver {
             switch mode {
             case .unavailable:
                 return Response(status: .serviceUnavailable)
+            case .tooMany:
+                return Response(status: .tooManyRequests, headers: [HTTPField.Name("Retry-After")!: "3600"])
             case .lostAck:
                 await self.process(entry)
                 return Response(status: .internalServerError)
@@ -267,6 +271,23 @@ actor FlakyReceiver {
             let requests = await receiver.requests
             for k in 0..<40 { #expect(requests["cmd_\(k)"] == k % 3 + 1, "cmd_\(k)") }
             #expect(Set(await receiver.effects.map(\.webhookID)).count == 40)
+        }
+    }
+
+    /// A 429's `Retry-After` pushes the next attempt out at least that far.
+    @Test func retryAfterIsHonoured() async throws {
+        let clock = FakeClock(Date())
+        let receiver = try FlakyReceiver(secret: Self.secret, clock: clock) { _, n in n == 1 ? .tooMany : .ok }
+        try await TestDatabase.with { client, _ in
+            try await Self.enqueue(client, id: "cmd_1", payload: ["step": 1], createdAt: clock.now.addingTimeInterval(-1))
+            try await Self.withReceiver(receiver) { url in
+                let dispatcher = try dispatcher(client, url: url, clock: clock)
+                #expect(try await dispatcher.pass() == .init(retried: 1))
+                clock.advance(by: 3000)   // beyond the backoff (at most 30 s), short of Retry-After
+                #expect(try await dispatcher.pass() == .init())
+                clock.advance(by: 601)
+                #expect(try await dispatcher.pass() == .init(delivered: 1))
+            }
         }
     }
 
