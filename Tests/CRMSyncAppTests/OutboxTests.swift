@@ -58,6 +58,8 @@ actor FlakyReceiver {
     /// Effects in the order they happened, one per webhook-id.
     private(set) var effects: [Logged] = []
     private(set) var badSignatures = 0
+    /// The signed headers and raw body of every verified request, for checks by other verifiers.
+    private(set) var signed: [(id: String, timestamp: String, signature: String, body: Data)] = []
     /// Requests for one webhook-id that were in flight at the same time.
     private(set) var overlaps = 0
     private var inFlight: Set<String> = []
@@ -82,6 +84,7 @@ actor FlakyReceiver {
             badSignatures += 1
             return nil
         }
+        signed.append((id!, request.headers[HTTPField.Name("webhook-timestamp")!]!, request.headers[HTTPField.Name("webhook-signature")!]!, body))
         let json = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
         let entry = Logged(webhookID: id!, idempotencyKey: request.headers[HTTPField.Name("Idempotency-Key")!],
                            bodyID: json?["id"] as? String, contact: (json?["contact"] as? [String: Any])?["external_id"] as? String)
@@ -272,6 +275,40 @@ actor FlakyReceiver {
             for k in 0..<40 { #expect(requests["cmd_\(k)"] == k % 3 + 1, "cmd_\(k)") }
             #expect(Set(await receiver.effects.map(\.webhookID)).count == 40)
         }
+    }
+
+    /// The official Standard Webhooks library (Python, pinned in scripts/fidelity) accepts what
+    /// the dispatcher sends, as the MA tool's own verifier would.
+    @Test func theOfficialLibraryVerifiesOutboundSignatures() async throws {
+        guard let python = ProcessInfo.processInfo.environment["CRM_SYNC_PYTHON"], !python.isEmpty else {
+            throw SalesforceFidelityTests.PythonMissing()
+        }
+        let clock = FakeClock(Date())
+        let receiver = try FlakyReceiver(secret: Self.secret, clock: clock) { _, _ in .ok }
+        try await TestDatabase.with { client, _ in
+            try await Self.enqueue(client, id: "cmd_日本", payload: ["contact": ["email": "ken@example.co.jp", "external_id": "hubspot:1501"],
+                                                                 "sequence": "whitepaper-followup", "step": 2, "reason": "件名"],
+                                   createdAt: clock.now.addingTimeInterval(-1))
+            try await Self.withReceiver(receiver) { url in
+                let summary = try await dispatcher(client, url: url, clock: clock).pass()
+                #expect(summary == .init(delivered: 1))
+            }
+        }
+        let signed = await receiver.signed
+        try #require(signed.count == 1)
+        let items = signed.map { ["id": $0.id, "timestamp": $0.timestamp, "signature": $0.signature, "body": String(decoding: $0.body, as: UTF8.self)] }
+        let input = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-sign-\(UUID().uuidString).json")
+        try JSONSerialization.data(withJSONObject: items).write(to: input)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try await ChildProcess.run(python, ["\(TestDatabase.packageRoot)/scripts/fidelity/standardwebhooks_sign.py",
+                                                         "--secret", Self.secret, "--input", input.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let output = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(output["verified"] as? [Bool] == [true], "\(result.stdout)")
+        // The body is the contract's: the payload with the command's id, type and creation time.
+        let body = try #require(try JSONSerialization.jsonObject(with: signed[0].body) as? [String: Any])
+        #expect(body["id"] as? String == "cmd_日本" && body["type"] as? String == "send_step" && body["step"] as? Int == 2)
+        #expect((body["created_at"] as? String).flatMap(CRMTimestamp.parse) != nil)
     }
 
     /// A 429's `Retry-After` pushes the next attempt out at least that far.
