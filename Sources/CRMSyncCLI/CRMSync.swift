@@ -54,6 +54,12 @@ func reportingFailures(_ body: () async throws -> Void) async throws {
     }
 }
 
+/// `--once` and `--every DURATION` of the commands that can repeat.
+func validateRepetition(once: Bool, every: String?) throws {
+    if once, every != nil { throw ValidationError("--once and --every exclude each other") }
+    if let every, DurationText.parse(every) == nil { throw ValidationError("--every: expected a duration such as 30s, 5m or 1h") }
+}
+
 @main
 struct CRMSync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -91,8 +97,7 @@ struct Sync: AsyncParsableCommand {
     @Flag(help: "Re-read everything instead of resuming from the cursors, and mark records the CRM no longer has as deleted.") var full = false
 
     func validate() throws {
-        if once, every != nil { throw ValidationError("--once and --every exclude each other") }
-        if let every, DurationText.parse(every) == nil { throw ValidationError("--every: expected a duration such as 30s, 5m or 1h") }
+        try validateRepetition(once: once, every: every)
     }
 
     func run() async throws {
@@ -204,8 +209,7 @@ struct Outbox: AsyncParsableCommand {
         @Option(help: "Without --once: pass again every DURATION (default 5s) until interrupted.") var every: String?
 
         func validate() throws {
-            if once, every != nil { throw ValidationError("--once and --every exclude each other") }
-            if let every, DurationText.parse(every) == nil { throw ValidationError("--every: expected a duration such as 5s or 1m") }
+            try validateRepetition(once: once, every: every)
         }
 
         func run() async throws {
