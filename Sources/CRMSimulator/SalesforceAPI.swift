@@ -42,6 +42,12 @@ struct SalesforceAPI: Sendable {
             let object = try context.parameters.require("object")
             return try await guarded(request, false) { await deleted(request, version: version, object: object) }
         }
+        router.post("/services/data/:version/sobjects/:object") { request, context in
+            let version = try context.parameters.require("version")
+            let object = try context.parameters.require("object")
+            let body = try await request.body.collect(upTo: 1 << 20)
+            return try await guarded(request, false) { await create(version: version, object: object, body: Data(buffer: body)) }
+        }
     }
 
     // MARK: Endpoints
@@ -133,6 +139,53 @@ struct SalesforceAPI: Sendable {
         ])
         response.headers = await limitHeaders()
         return response
+    }
+
+    /// `POST sobjects/Task/`: the task is stored with the dataset's tasks, so `SELECT … FROM Task`
+    /// lists it like any other. Other objects are read-only in the simulator.
+    func create(version: String, object: String, body: Data) async -> SimResponse {
+        guard Self.isVersion(version) else { return notFound() }
+        guard SalesforceOrg.object(named: object) == "Task" else {
+            return WireErrors.sfError(404, "NOT_FOUND", "The requested resource does not exist")
+        }
+        guard let fields = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
+            return WireErrors.sfError(400, "JSON_PARSER_ERROR", "The request body is not a JSON object")
+        }
+        var properties: [String: String] = [:]
+        var links: [(String, Int)] = []
+        for (name, value) in fields {
+            guard let field = SalesforceOrg.field(name, on: "Task") else {
+                return WireErrors.sfError(400, "INVALID_FIELD", "No such column '\(name)' on sobject of type Task")
+            }
+            guard let text = value as? String else { continue }
+            // Reference fields must hold an id of the right object.
+            let references: [String: (prefix: String, target: String?)] = [
+                "OwnerId": (SalesforceID.user, nil), "WhoId": (SalesforceID.contact, "contacts"), "WhatId": (SalesforceID.opportunity, "deals"),
+            ]
+            if let reference = references[field] {
+                guard let number = SalesforceID.number(text, prefix: reference.prefix) else {
+                    return WireErrors.sfError(400, "MALFORMED_ID", "\(field): id value of incorrect type: \(text)")
+                }
+                if let target = reference.target { links.append((target, number)) } else { properties["hubspot_owner_id"] = "\(number)" }
+                continue
+            }
+            switch field {
+            case "Subject": properties["hs_task_subject"] = text
+            case "Description": properties["hs_task_body"] = text
+            case "Status": properties["hs_task_status"] = text == "Completed" ? "COMPLETED" : "NOT_STARTED"
+            case "Priority": properties["hs_task_priority"] = text == "High" ? "HIGH" : "MEDIUM"
+            case "ActivityDate":
+                guard let day = CRMTimestamp.parse(text + "T00:00:00Z") else {
+                    return WireErrors.sfError(400, "INVALID_TYPE_ON_FIELD_IN_RECORD", "Due Date Only: value not of required type: \(text)")
+                }
+                properties["hs_timestamp"] = CRMTimestamp.iso(day)
+            default: continue
+            }
+        }
+        properties["hs_task_status"] = properties["hs_task_status"] ?? "NOT_STARTED"
+        let record = await state.create("tasks", properties: properties, associations: links)
+        await state.record(.init(method: "POST", path: "/services/data/\(version)/sobjects/Task", page: "", status: 201))
+        return SimulatorServer.json(201, ["id": SalesforceID.make(SalesforceID.task, record.id), "success": true, "errors": [Any]()])
     }
 
     // MARK: Rendering

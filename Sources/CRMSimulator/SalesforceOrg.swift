@@ -111,7 +111,7 @@ struct SalesforceOrg {
                         "IsClosed", "IsWon", "LastModifiedDate", "SystemModstamp", "IsDeleted", "Gross_Margin__c"],
         "OpportunityHistory": ["Id", "OpportunityId", "StageName", "CreatedDate", "SystemModstamp", "IsDeleted"],
         "OpportunityContactRole": ["Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "CreatedDate", "SystemModstamp", "IsDeleted"],
-        "Task": ["Id", "WhoId", "WhatId", "OwnerId", "Subject", "ActivityDate", "CompletedDateTime", "Status", "Priority",
+        "Task": ["Id", "WhoId", "WhatId", "OwnerId", "Subject", "Description", "ActivityDate", "CompletedDateTime", "Status", "Priority",
                  "TaskSubtype", "CreatedDate", "SystemModstamp", "IsDeleted"],
         "Event": ["Id", "WhoId", "WhatId", "OwnerId", "Subject", "ActivityDate", "ActivityDateTime", "StartDateTime",
                   "EndDateTime", "DurationInMinutes", "CreatedDate", "SystemModstamp", "IsDeleted"],
@@ -295,6 +295,7 @@ struct SalesforceOrg {
                 let done = kind.subtype != "Task" || record.properties["hs_task_status"] == "COMPLETED"
                 return row(record, [
                     "Id": .id(SalesforceID.task, record.id), "Subject": .text(record.properties[kind.subject]),
+                    "Description": .text(record.properties["hs_task_body"]),
                     "WhoId": .id(SalesforceID.contact, data.associations["\(kind.object)->contacts"]?[record.id]?.first),
                     "WhatId": .id(SalesforceID.opportunity, data.associations["\(kind.object)->deals"]?[record.id]?.first),
                     "OwnerId": owner(record.properties["hubspot_owner_id"]), "TaskSubtype": .string(kind.subtype),

@@ -14,6 +14,7 @@ public struct Scheduler: Service {
     let client: PostgresClient
     let inboxInterval: Duration
     let attributionInterval: Duration
+    let outboxInterval: Duration
     let leaseTime: Duration
     let leases: WorkLeases
 
@@ -22,12 +23,13 @@ public struct Scheduler: Service {
     /// `leaseTime`: how long a job's lease lasts without renewal; a worker that dies mid-job has its
     /// job taken over by another worker within this time.
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
-                attributionInterval: Duration = .seconds(300), leaseTime: Duration = .seconds(30),
-                worker: String = WorkLeases.workerName()) {
+                attributionInterval: Duration = .seconds(300), outboxInterval: Duration = .seconds(2),
+                leaseTime: Duration = .seconds(30), worker: String = WorkLeases.workerName()) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
         self.attributionInterval = attributionInterval
+        self.outboxInterval = outboxInterval
         self.leaseTime = leaseTime
         leases = WorkLeases(holder: worker, client: client, logger: runtime.logger)
     }
@@ -51,6 +53,15 @@ public struct Scheduler: Service {
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
                         halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: logger)
+                }
+            }
+            group.addTask {
+                // The outbox: commands the nurture engine committed, to the MA endpoint and the CRMs.
+                let worker = leases.holder
+                await leased("outbox", every: outboxInterval) {
+                    let dispatcher = try OutboxDispatcher.make(config: runtime.config, client: client, worker: worker, logger: logger)
+                    let summary = try await dispatcher.pass()
+                    if summary != OutboxPassSummary() { logger.info("outbox pass", metadata: ["summary": "\(summary)"]) }
                 }
             }
             group.addTask {

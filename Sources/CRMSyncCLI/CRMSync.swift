@@ -54,6 +54,12 @@ func reportingFailures(_ body: () async throws -> Void) async throws {
     }
 }
 
+/// `--once` and `--every DURATION` of the commands that can repeat.
+func validateRepetition(once: Bool, every: String?) throws {
+    if once, every != nil { throw ValidationError("--once and --every exclude each other") }
+    if let every, DurationText.parse(every) == nil { throw ValidationError("--every: expected a duration such as 30s, 5m or 1h") }
+}
+
 @main
 struct CRMSync: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,7 +70,7 @@ struct CRMSync: AsyncParsableCommand {
             marketing webhooks, and reports ROI per campaign under several attribution models.
             Start with `crm-sync demo`: it needs no configuration.
             """,
-        subcommands: [Migrate.self, Sync.self, Serve.self, Inbox.self, Report.self, Costs.self, Demo.self, Simulate.self])
+        subcommands: [Migrate.self, Sync.self, Serve.self, Inbox.self, Outbox.self, Report.self, Costs.self, Demo.self, Simulate.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -91,8 +97,7 @@ struct Sync: AsyncParsableCommand {
     @Flag(help: "Re-read everything instead of resuming from the cursors, and mark records the CRM no longer has as deleted.") var full = false
 
     func validate() throws {
-        if once, every != nil { throw ValidationError("--once and --every exclude each other") }
-        if let every, DurationText.parse(every) == nil { throw ValidationError("--every: expected a duration such as 30s, 5m or 1h") }
+        try validateRepetition(once: once, every: every)
     }
 
     func run() async throws {
@@ -180,6 +185,65 @@ struct Inbox: AsyncParsableCommand {
                 }
                 if let id, result.requeued == 0 { throw ValidationError("--id: no open dead letter with id \(id)") }
                 print("inbox replay: \(result.requeued) re-queued; applied \(result.outcome.applied), dead-lettered again \(result.outcome.deadLettered)")
+            }
+        }
+    }
+}
+
+struct Outbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The command outbox: what the nurture engine decided, delivered to the MA endpoint and the CRMs.",
+        subcommands: [Deliver.self, Replay.self])
+
+    struct Deliver: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Deliver due outbox commands (`serve` does this continuously).",
+            discussion: """
+                Commands to `ma` are POSTed to outbound.url, signed per Standard Webhooks, with webhook-id and \
+                Idempotency-Key set to the command's id; `create_task` commands to a connector create a task in that \
+                CRM. A failure is retried with exponential backoff; after outbound.max_attempts (default 8) the \
+                command is dead (see `crm-sync outbox replay`).
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "One pass, then exit.") var once = false
+        @Option(help: "Without --once: pass again every DURATION (default 5s) until interrupted.") var every: String?
+
+        func validate() throws {
+            try validateRepetition(once: once, every: every)
+        }
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                let interval = every.flatMap(DurationText.parse) ?? .seconds(5)
+                try await runtime.withDatabase { client in
+                    let dispatcher = try OutboxDispatcher.make(config: runtime.config, client: client, logger: runtime.logger)
+                    repeat {
+                        let summary = try await dispatcher.pass()
+                        let backlog = try await dispatcher.store.backlog()
+                        print("outbox: \(summary); pending \(backlog.pending), dead \(backlog.dead)")
+                        if !once { try await Task.sleep(for: interval) }
+                    } while !once
+                }
+            }
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revive dead outbox commands: attempts start over and they are due at once.",
+            discussion: "The command keeps its id, so the receiver sees the same webhook-id / Idempotency-Key as before.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Revive only the dead command with this id (crm.outbox.id); default: every dead one.") var id: String?
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                let revived = try await runtime.withDatabase { client in
+                    try await OutboxStore(client: client, logger: runtime.logger, worker: "replay").replay(id: id, now: Date())
+                }
+                if let id, revived.isEmpty { throw ValidationError("--id: no dead outbox command with id \(id)") }
+                print("outbox replay: \(revived.count) revived")
             }
         }
     }

@@ -20,6 +20,7 @@ import Testing
         var opportunity_pages: Int
         var history: Int
         var deleted: Int
+        var task_created: Bool
         var expired_session: String
         var expired_session_error_code: String?
         var problems: [String]
@@ -70,6 +71,7 @@ import Testing
             #expect(summary.opportunity_pages == (opportunities + 199) / 200, "the client followed nextRecordsUrl page by page")
             #expect(summary.history == history)
             #expect(summary.deleted == deleted)
+            #expect(summary.task_created, "sobjects/Task/ answered simple-salesforce's create")
             #expect(summary.expired_session == "SalesforceExpiredSession")
             #expect(summary.expired_session_error_code == "INVALID_SESSION_ID")
         }

@@ -108,6 +108,17 @@ def main():
         if key not in deleted:
             problems.append("deleted: no %s" % key)
 
+    # A Task created the way the outbox creates follow-ups, then read back by SOQL.
+    created = sf.Task.create({"Subject": "Fidelity follow-up", "Status": "Not Started", "ActivityDate": "2026-12-03"})
+    task_id = created.get("id") if isinstance(created, dict) else None
+    summary["task_created"] = bool(isinstance(created, dict) and created.get("success") is True and task_id)
+    if not summary["task_created"] or not str(task_id).startswith("00T") or len(str(task_id)) != 18:
+        problems.append("Task create: unexpected answer %r" % (created,))
+    else:
+        found = sf.query("SELECT Id, Subject, Status FROM Task WHERE Id = '%s'" % task_id)["records"]
+        if [(r["Id"], r["Subject"], r["Status"]) for r in found] != [(task_id, "Fidelity follow-up", "Not Started")]:
+            problems.append("Task create: the query returned %r" % (found,))
+
     # An expired session must raise the client's own exception class.
     expired, _ = client(args.base_url, args.token + "-expired")
     try:
