@@ -14,6 +14,7 @@ public struct Scheduler: Service {
     let client: PostgresClient
     let inboxInterval: Duration
     let attributionInterval: Duration
+    let nurtureInterval: Duration
     let leaseTime: Duration
     let leases: WorkLeases
 
@@ -22,12 +23,14 @@ public struct Scheduler: Service {
     /// `leaseTime`: how long a job's lease lasts without renewal; a worker that dies mid-job has its
     /// job taken over by another worker within this time.
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
-                attributionInterval: Duration = .seconds(300), leaseTime: Duration = .seconds(30),
+                attributionInterval: Duration = .seconds(300), nurtureInterval: Duration = .seconds(60),
+                leaseTime: Duration = .seconds(30),
                 worker: String = WorkLeases.workerName()) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
         self.attributionInterval = attributionInterval
+        self.nurtureInterval = nurtureInterval
         self.leaseTime = leaseTime
         leases = WorkLeases(holder: worker, client: client, logger: runtime.logger)
     }
@@ -51,6 +54,14 @@ public struct Scheduler: Service {
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
                         halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: logger)
+                }
+            }
+            group.addTask {
+                // One worker at a time runs the tick; a bad sequence file is logged and retried each round.
+                await leased("nurture-tick", every: nurtureInterval) {
+                    let definitions = try NurtureSetup.definitions(config: runtime.config)
+                    let summary = try await NurtureSetup.tick(definitions: definitions, now: Date(), client: client, logger: logger)
+                    logger.info("nurture tick", metadata: ["summary": "\(summary)"])
                 }
             }
             group.addTask {

@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crm-sync-bench",
         abstract: "Benchmarks of crm-sync that print figures (see BENCHMARKS.md).",
-        subcommands: [SyncBench.self, AttributionBench.self, EventsBench.self]
+        subcommands: [SyncBench.self, AttributionBench.self, EventsBench.self, NurtureBench.self]
     )
 }
 
