@@ -106,7 +106,8 @@ public enum SequenceLoader {
             guard let condition = NurtureSequence.Branch.Condition(rawValue: conditionText) else {
                 throw map.error("if", "unknown condition '\(conditionText)' (expected \(NurtureSequence.Branch.Condition.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            let matching = try map.string("link") ?? map.string("page")
+            var matching = try map.string("link")
+            if matching == nil { matching = try map.string("page") }
             if (condition == .clicked || condition == .viewed), matching == nil {
                 throw map.error(condition == .clicked ? "link" : "page", "is required for if: \(conditionText)")
             }

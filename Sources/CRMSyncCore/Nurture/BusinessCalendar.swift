@@ -142,8 +142,8 @@ public struct BusinessCalendar: Sendable, Equatable {
         return guess
     }
 
-    public func due(from instant: Date, businessDays days: Int) -> Date {
-        let (date, seconds) = local(instant)
+    public func due(from start: Date, businessDays days: Int) -> Date {
+        let (date, seconds) = local(start)
         var target = date
         var time = seconds
         if days == 0 {
