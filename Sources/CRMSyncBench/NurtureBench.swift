@@ -61,7 +61,7 @@ struct NurtureBench: AsyncParsableCommand {
                        CASE WHEN c % 100 < \(resumePercent) THEN NULL
                             WHEN (c / 100) % 100 < \(duePercent) THEN timestamptz '2026-11-18T00:00:00Z'
                             ELSE timestamptz '2026-11-19T00:00:00Z' + (c % 240) * interval '1 hour' END,
-                       timestamptz '2026-11-13T01:00:00Z', timestamptz '2026-11-01', timestamptz '2026-11-13T01:00:00Z'
+                       timestamptz '2026-11-16T01:00:00Z', timestamptz '2026-11-01', timestamptz '2026-11-16T01:00:00Z'
                   FROM generate_series(1, \(n)) c
                 """)
             // Deals: the silent ones in `sql` now (and the paused ones back in `mql`: recycled).

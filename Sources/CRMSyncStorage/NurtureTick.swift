@@ -36,7 +36,15 @@ public struct NurtureTick: Sendable {
         func phase<T: Sendable>(_ name: String = #function, _ body: (PostgresConnection) async throws -> T) async throws -> T {
             let clock = ContinuousClock()
             let start = clock.now
-            let result = try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+            let result = try await client.withTransaction(logger: logger) { connection in
+                // Every phase is a batch over many enrollments: a nested loop chosen on a misestimated
+                // CTE costs minutes at a million rows, a hash join never does.
+                try await connection.query("SET LOCAL enable_nestloop = off", logger: logger)
+                try await connection.query("SET LOCAL work_mem = '128MB'", logger: logger)
+                // enable_nestloop = off inflates the estimated costs: JIT would compile every statement for a second.
+                try await connection.query("SET LOCAL jit = off", logger: logger)
+                return try await body(connection)
+            }
             phaseTimed?(name, clock.now - start)
             return result
         }
@@ -255,32 +263,30 @@ public struct NurtureTick: Sendable {
     func branch(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await count(
             """
-            WITH fired AS (
-                SELECT DISTINCT ON (e.id) e.id, e.sequence, b.to_track
+            WITH candidates AS (
+                SELECT e.id, e.connector, e.contact_external_id, e.sequence, e.step, e.last_sent_at, b.position, b.condition,
+                       b.matching, b.to_track, e.last_sent_at + make_interval(days => b.within_days) AS window_end
                   FROM crm.enrollments e
                   JOIN crm.nurture_branches b ON b.sequence = e.sequence AND b.track = e.track AND b.after_step = e.step
                  WHERE e.status = 'active' AND e.last_sent_at < $1
-                   AND CASE b.condition
-                       WHEN 'not_opened' THEN $1 >= e.last_sent_at + make_interval(days => b.within_days)
-                            AND NOT EXISTS (SELECT 1 FROM crm.touches t
-                                             WHERE t.connector = e.connector AND t.contact_external_id = e.contact_external_id
-                                               AND t.sequence = e.sequence AND t.step = e.step
-                                               AND t.kind IN ('email.opened', 'email.clicked')
-                                               AND t.occurred_at >= e.last_sent_at
-                                               AND t.occurred_at <= e.last_sent_at + make_interval(days => b.within_days))
-                       ELSE EXISTS (SELECT 1 FROM crm.touches t
-                                     WHERE t.connector = e.connector AND t.contact_external_id = e.contact_external_id
-                                       AND t.occurred_at >= e.last_sent_at AND t.occurred_at <= $1
-                                       AND t.occurred_at <= e.last_sent_at + make_interval(days => b.within_days)
-                                       AND CASE b.condition
-                                           WHEN 'opened' THEN t.kind IN ('email.opened', 'email.clicked')
-                                                AND t.sequence = e.sequence AND t.step = e.step
-                                           WHEN 'clicked' THEN t.kind = 'email.clicked' AND t.sequence = e.sequence AND t.step = e.step
-                                                AND strpos(coalesce(t.url, ''), b.matching) > 0
-                                           ELSE t.kind = 'page.viewed' AND strpos(coalesce(t.url, ''), b.matching) > 0
-                                           END)
+            ), engaged AS (
+                -- the behaviour each condition looks for, inside the wait window (not_opened: an open)
+                SELECT DISTINCT c.id, c.position
+                  FROM candidates c
+                  JOIN crm.touches t ON t.connector = c.connector AND t.contact_external_id = c.contact_external_id
+                   AND t.occurred_at >= c.last_sent_at AND t.occurred_at <= least($1, c.window_end)
+                 WHERE CASE c.condition
+                       WHEN 'viewed' THEN t.kind = 'page.viewed' AND strpos(coalesce(t.url, ''), c.matching) > 0
+                       WHEN 'clicked' THEN t.kind = 'email.clicked' AND t.sequence = c.sequence AND t.step = c.step
+                            AND strpos(coalesce(t.url, ''), c.matching) > 0
+                       ELSE t.kind IN ('email.opened', 'email.clicked') AND t.sequence = c.sequence AND t.step = c.step
                        END
-                 ORDER BY e.id, b.position
+            ), fired AS (
+                SELECT DISTINCT ON (c.id) c.id, c.sequence, c.to_track
+                  FROM candidates c
+                  LEFT JOIN engaged g ON g.id = c.id AND g.position = c.position
+                 WHERE CASE WHEN c.condition = 'not_opened' THEN g.id IS NULL AND $1 >= c.window_end ELSE g.id IS NOT NULL END
+                 ORDER BY c.id, c.position
             ), input AS (
                 SELECT f.id, f.sequence, f.to_track, $1::timestamptz AS from_ts, st.delay_business_days AS days
                   FROM fired f JOIN crm.nurture_steps st ON st.sequence = f.sequence AND st.track = f.to_track AND st.position = 1
