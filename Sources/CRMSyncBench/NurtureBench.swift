@@ -91,7 +91,7 @@ struct NurtureBench: AsyncParsableCommand {
                        (ARRAY['form.submitted', 'email.opened', 'page.viewed', 'email.clicked'])[t % 4 + 1],
                        timestamptz '2026-11-17' + (t % 3600) * interval '1 second',
                        CASE WHEN t % 4 = 2 THEN 'https://example.com/pricing' END, 'bench'
-                  FROM generate_series(1, \(touches)) t
+                  FROM generate_series(1::int8, \(touches)) t
                 """)
             _ = try await time("VACUUM ANALYZE")
 
