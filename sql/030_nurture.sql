@@ -4,8 +4,6 @@
 ALTER TABLE crm.enrollments
     ADD COLUMN track_position integer NOT NULL DEFAULT 0,   -- position in `track` of the last step sent
     ADD COLUMN last_sent_at timestamptz;
-CREATE INDEX enrollments_contact_idx ON crm.enrollments (connector, contact_external_id);
-CREATE INDEX enrollments_open_idx ON crm.enrollments (sequence, track, step) WHERE status IN ('active', 'paused');
 
 -- Written by the engine from Mappings/sequences/*.yaml before each tick (only when they changed).
 CREATE TABLE crm.nurture_sequences (

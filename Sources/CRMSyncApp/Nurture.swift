@@ -12,7 +12,7 @@ public enum NurtureSetup {
     public static let defaultDirectory = "Mappings/sequences"
 
     public static func definitions(config: AppConfig) throws -> NurtureDefinitions {
-        let directory = config.sequencesPath ?? defaultDirectory
+        let directory = config.sequencesPath ?? ResourceLocator.locate(defaultDirectory) ?? defaultDirectory
         var sequences: [NurtureSequence] = []
         if config.sequencesPath != nil || FileManager.default.fileExists(atPath: directory) {
             sequences = try SequenceLoader.loadDirectory(directory)

@@ -192,39 +192,42 @@ public struct NurtureTick: Sendable {
     /// recent call/meeting/sales e-mail), keeping the remaining delay; resumes those whose silent
     /// period ended with that delay from now, moved into the next send window.
     func silence(_ now: Date, _ connection: PostgresConnection) async throws -> (Int, Int) {
-        let silentCTE = """
-            silent AS (
-                SELECT DISTINCT ON (e.id) e.id, s.reason
-                  FROM crm.enrollments e
-                  JOIN (
-                      SELECT dc.connector, dc.contact_external_id,
-                             'deal ' || d.external_id || ' in sales-owned stage ' || d.canonical_stage AS reason, 1 AS priority, true AS by_stage
-                        FROM crm.deals d
-                        JOIN crm.nurture_policies p ON p.connector = d.connector
-                        JOIN crm.deal_contacts dc ON dc.connector = d.connector AND dc.deal_external_id = d.external_id
-                       WHERE NOT d.deleted AND d.canonical_stage = ANY (p.sales_owned)
-                      UNION ALL
-                      SELECT a.connector, c.id, 'sales ' || a.kind || ' within the activity window', 2, false
-                        FROM crm.activities a
-                        JOIN crm.nurture_policies p ON p.connector = a.connector
-                       CROSS JOIN LATERAL unnest(a.contact_external_ids) AS c(id)
-                       WHERE NOT a.deleted AND a.kind = ANY (p.activities)
-                         AND a.occurred_at <= $1 AND a.occurred_at > $1 - p.activity_window
-                  ) s ON s.connector = e.connector AND s.contact_external_id = e.contact_external_id
-                  LEFT JOIN crm.nurture_policies p ON p.connector = e.connector
-                 WHERE e.status IN ('active', 'paused')
-                   -- a stalled prospect's reactivation runs although its deal sits in a sales-owned stage
-                   AND NOT (s.by_stage AND e.sequence IS NOT DISTINCT FROM p.reactivation_sequence)
-                 ORDER BY e.id, s.priority
-            )
+        // Who is silent now, once for both statements: a deal in a sales-owned stage, or a recent
+        // call/meeting/sales e-mail.
+        try await connection.query(
             """
+            CREATE TEMPORARY TABLE nurture_silent ON COMMIT DROP AS
+            SELECT DISTINCT ON (e.id) e.id, s.reason
+              FROM crm.enrollments e
+              JOIN (
+                  SELECT dc.connector, dc.contact_external_id,
+                         'deal ' || d.external_id || ' in sales-owned stage ' || d.canonical_stage AS reason, 1 AS priority, true AS by_stage
+                    FROM crm.deals d
+                    JOIN crm.nurture_policies p ON p.connector = d.connector
+                    JOIN crm.deal_contacts dc ON dc.connector = d.connector AND dc.deal_external_id = d.external_id
+                   WHERE NOT d.deleted AND d.canonical_stage = ANY (p.sales_owned)
+                  UNION ALL
+                  SELECT a.connector, c.id, 'sales ' || a.kind || ' within the activity window', 2, false
+                    FROM crm.activities a
+                    JOIN crm.nurture_policies p ON p.connector = a.connector
+                   CROSS JOIN LATERAL unnest(a.contact_external_ids) AS c(id)
+                   WHERE NOT a.deleted AND a.kind = ANY (p.activities)
+                     AND a.occurred_at <= $1 AND a.occurred_at > $1 - p.activity_window
+              ) s ON s.connector = e.connector AND s.contact_external_id = e.contact_external_id
+              LEFT JOIN crm.nurture_policies p ON p.connector = e.connector
+             WHERE e.status IN ('active', 'paused')
+               -- a stalled prospect's reactivation runs although its deal sits in a sales-owned stage
+               AND NOT (s.by_stage AND e.sequence IS NOT DISTINCT FROM p.reactivation_sequence)
+             ORDER BY e.id, s.priority
+            """.with(now: now), logger: logger)
+        try await connection.query("ANALYZE nurture_silent", logger: logger)
         let paused = try await count(
             """
-            WITH \(silentCTE), paused AS (
+            WITH paused AS (
                 UPDATE crm.enrollments e
                    SET status = 'paused', paused_reason = s.reason, paused_at = $1, updated_at = $1,
                        remaining_delay = greatest(coalesce(e.next_step_due_at, $1) - $1, interval '0')
-                  FROM silent s WHERE e.id = s.id AND e.status = 'active'
+                  FROM nurture_silent s WHERE e.id = s.id AND e.status = 'active'
                 RETURNING e.id, e.connector, e.contact_external_id, e.sequence, e.step, s.reason
             ), commands AS (
                 \(NurtureSQL.insertCommand(
@@ -235,10 +238,10 @@ public struct NurtureTick: Sendable {
             """.with(now: now), connection)
         let resumed = try await count(
             """
-            WITH \(silentCTE), input AS (
+            WITH input AS (
                 SELECT e.id, e.sequence, $1 + coalesce(e.remaining_delay, interval '0') AS from_ts, 0 AS days
                   FROM crm.enrollments e
-                 WHERE e.status = 'paused' AND e.paused_at < $1 AND NOT EXISTS (SELECT 1 FROM silent s WHERE s.id = e.id)
+                 WHERE e.status = 'paused' AND e.paused_at < $1 AND NOT EXISTS (SELECT 1 FROM nurture_silent s WHERE s.id = e.id)
             ), \(NurtureSQL.due("due", input: "input")), resumed AS (
                 UPDATE crm.enrollments e
                    SET status = 'active', next_step_due_at = d.due, paused_reason = NULL, paused_at = NULL,
