@@ -37,6 +37,9 @@ public struct NurtureTick: Sendable {
             let clock = ContinuousClock()
             let start = clock.now
             let result = try await client.withTransaction(logger: logger) { connection in
+                // Two ticks at once (the CLI beside `serve`) take turns phase by phase: each phase reads
+                // state and writes decisions from it, which must not interleave.
+                try await connection.query("SELECT pg_advisory_xact_lock(hashtext('crm-sync nurture tick'))", logger: logger)
                 // Every phase is a batch over many enrollments: a nested loop chosen on a misestimated
                 // CTE costs minutes at a million rows, a hash join never does.
                 try await connection.query("SET LOCAL enable_nestloop = off", logger: logger)
