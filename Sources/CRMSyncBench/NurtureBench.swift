@@ -38,11 +38,7 @@ struct NurtureBench: AsyncParsableCommand {
         let now = CRMTimestamp.parse("2026-11-18T01:00:00Z")!   // Wednesday 10:00 JST
         print("nurture benchmark: \(enrollments) enrollments (\(duePercent)% due, \(silentPercent)% entering a silent period, \(resumePercent)% resuming), \(touches) new touches, PostgreSQL \(server.host):\(server.port)")
         try await TestDatabase.with(server: server) { client, url in
-            func time(_ sql: String) async throws -> Double {
-                let start = ContinuousClock.now
-                try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-                return Bench.seconds(since: start)
-            }
+            func time(_ sql: String) async throws -> Double { try await Bench.time(client, sql) }
             try await definitions.install(client: client, logger: logger)
             let n = enrollments
             _ = try await time("""

@@ -1,5 +1,6 @@
 /// SQL fragments the tick's phases share. They are fixed text written here (never user input);
-/// values always travel as binds.
+/// values always travel as binds. The phases write through data-modifying CTEs, which PostgreSQL
+/// runs to completion in the statement whether or not the final SELECT reads them.
 enum NurtureSQL {
     static let isoUTC = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'"
 

@@ -126,7 +126,7 @@ public struct NurtureTick: Sendable {
             ), moved AS (
                 UPDATE crm.nurture_watermarks w SET touch_id = top.id FROM top WHERE w.name = 'enroll' RETURNING 1
             )
-            SELECT (SELECT count(*) FROM inserted) + 0 * (SELECT count(*) FROM moved)
+            SELECT (SELECT count(*) FROM inserted)
             """.with(now: now), connection)
     }
 
@@ -185,7 +185,7 @@ public struct NurtureTick: Sendable {
                     type: "exit", destination: "'ma'", idKey: "'exit|' || x.id", from: "exited x", now: "$1",
                     sequence: "x.sequence", step: "x.step", reason: "x.reason"))
             )
-            SELECT (SELECT count(*) FROM exited) + 0 * (SELECT count(*) FROM commands) + 0 * (SELECT count(*) FROM suppressed)
+            SELECT (SELECT count(*) FROM exited)
             """.with(now: now), connection)
     }
 
@@ -237,7 +237,7 @@ public struct NurtureTick: Sendable {
                     type: "pause", destination: "'ma'", idKey: "'pause|' || x.id || '|' || extract(epoch FROM $1)", from: "paused x", now: "$1",
                     sequence: "x.sequence", step: "x.step", reason: "x.reason"))
             )
-            SELECT (SELECT count(*) FROM paused) + 0 * (SELECT count(*) FROM commands)
+            SELECT (SELECT count(*) FROM paused)
             """.with(now: now), connection)
         let resumed = try await count(
             """
@@ -255,9 +255,9 @@ public struct NurtureTick: Sendable {
                 \(NurtureSQL.insertCommand(
                     type: "resume", destination: "'ma'", idKey: "'resume|' || x.id || '|' || extract(epoch FROM $1)", from: "resumed x", now: "$1",
                     sequence: "x.sequence", step: "x.step", reason: "'silent period ended'",
-                    extra: "jsonb_build_object('next_step_due_at', to_char(x.next_step_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"))
+                    extra: "jsonb_build_object('next_step_due_at', to_char(x.next_step_due_at AT TIME ZONE 'UTC', \(NurtureSQL.isoUTC)))"))
             )
-            SELECT (SELECT count(*) FROM resumed) + 0 * (SELECT count(*) FROM commands)
+            SELECT (SELECT count(*) FROM resumed)
             """.with(now: now), connection)
         return (paused, resumed)
     }
@@ -334,7 +334,7 @@ public struct NurtureTick: Sendable {
                     sequence: "x.sequence", step: "x.step", reason: "NULL",
                     extra: "jsonb_build_object('track', x.track, 'subject', x.subject)"))
             )
-            SELECT (SELECT count(*) FROM sent) + 0 * (SELECT count(*) FROM commands)
+            SELECT (SELECT count(*) FROM sent)
             """.with(now: now), connection)
     }
 
@@ -392,14 +392,14 @@ public struct NurtureTick: Sendable {
                 \(NurtureSQL.insertCommand(
                     type: "handoff", destination: "'ma'", idKey: "'handoff|' || x.connector || '|' || x.contact_external_id", from: "handed x",
                     now: "$1", sequence: "NULL", step: "NULL", reason: "'score ' || x.score || ' reached the hand-off threshold'",
-                    extra: "jsonb_build_object('score', x.score, 'owner', x.owner, 'sla_due_at', to_char(x.sla_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"))
+                    extra: "jsonb_build_object('score', x.score, 'owner', x.owner, 'sla_due_at', to_char(x.sla_due_at AT TIME ZONE 'UTC', \(NurtureSQL.isoUTC)))"))
             ), task AS (
                 \(NurtureSQL.insertCommand(
                     type: "create_task", destination: "x.connector", idKey: "'create_task|handoff|' || x.connector || '|' || x.contact_external_id",
                     from: "handed x", now: "$1", sequence: "NULL", step: "NULL", reason: "'handoff'",
                     extra: NurtureSQL.taskFields(owner: "x.owner", deal: "NULL", subject: "'Hot lead (score ' || x.score || '): call within the SLA'", due: "x.sla_due_at")))
             )
-            SELECT (SELECT count(*) FROM handed) + 0 * (SELECT count(*) FROM handoff) + 0 * (SELECT count(*) FROM task)
+            SELECT (SELECT count(*) FROM handed)
             """.with(now: now), connection)
     }
 
@@ -496,8 +496,7 @@ public struct NurtureTick: Sendable {
                     idKey: "'reactivate|' || x.connector || '|' || x.contact_external_id || '|' || extract(epoch FROM $1)",
                     from: "fresh x", now: "$1", sequence: "x.reactivation_sequence", step: "NULL", reason: "'stalled'"))
             )
-            SELECT (SELECT count(*) FROM flagged) + 0 * ((SELECT count(*) FROM enrolled) + (SELECT count(*) FROM task)
-                                                         + (SELECT count(*) FROM reactivate))
+            SELECT (SELECT count(*) FROM flagged)
             """.with(now: now), connection)
     }
 
