@@ -126,6 +126,33 @@ import Testing
             try await h.tick(call + Self.hour)
             #expect(try await h.enrollments("aiko")["stalled-reactivation"]?.status == "paused")
             #expect(try await client.query("SELECT count(*)::int8 FROM reporting.stalled_prospects", logger: h.logger).collect().first!.decode(Int64.self) == 0)
+            // The activity window (14 days) runs out: the reactivation resumes where it was.
+            try await h.tick(call + 13 * 24 * Self.hour)
+            #expect(try await h.enrollments("aiko")["stalled-reactivation"]?.status == "paused")
+            try await h.tick(call + 15 * 24 * Self.hour)
+            #expect(try await h.enrollments("aiko")["stalled-reactivation"]?.status == "active")
+            #expect(try await h.commands("resume", contact: "aiko").count == 1)
+        }
+    }
+
+    /// A lost deal and a long silence start their sequences; a closed-won deal ends every sequence.
+    @Test func stageAndDormancyTriggersEnrolAndAWonDealExits() async throws {
+        try await TestDatabase.with { client, _ in
+            let h = try H(client: client)
+            try await h.contact("lost")
+            try await h.contact("quiet")
+            let now = H.at("2026-11-18T01:00:00Z")
+            try await h.deal("dl", contact: "lost", stage: "closedlost", canonical: "closed_lost", at: now - 2 * 24 * Self.hour)
+            try await h.touch("email.opened", "quiet", at: now - 200 * 24 * Self.hour)
+            try await h.tick(now)
+            let lost = try #require(try await h.enrollments("lost")["lost-deal-reapproach"])
+            // 10 business days after Wed 11-18 10:00 JST, Mon 11-23 a holiday: Thu 12-03 10:00 JST.
+            #expect(lost.status == "active" && lost.nextDue == H.at("2026-12-03T01:00:00Z"))
+            #expect(try await h.enrollments("quiet")["dormant-reengagement"]?.status == "active")
+            #expect(try await h.commands("send_step", contact: "quiet").map(\.step) == [1])
+            try await h.deal("dw", contact: "quiet", stage: "closedwon", canonical: "closed_won", at: now + Self.hour)
+            #expect(try await h.tick(now + 2 * Self.hour).exited == 1)
+            #expect(try await h.enrollments("quiet")["dormant-reengagement"]?.status == "exited")
         }
     }
 
