@@ -40,12 +40,14 @@ enum NurtureSQL {
         """
         INSERT INTO crm.outbox (id, destination, command_type, payload, created_at, next_attempt_at)
         SELECT k.id, \(destination), '\(type)',
-               crm.nurture_command('\(type)', k.id, \(now), c.email, x.connector, x.contact_external_id,
-                                   \(sequence), \(step), \(reason), \(extra)),
+               crm.nurture_command('\(type)', k.id, \(now),
+                                   -- a lookup by key per command: cheaper than hashing every contact
+                                   (SELECT c.email FROM crm.contacts c
+                                     WHERE c.connector = x.connector AND c.external_id = x.contact_external_id),
+                                   x.connector, x.contact_external_id, \(sequence), \(step), \(reason), \(extra)),
                \(now), \(now)
           FROM \(from)
          CROSS JOIN LATERAL (SELECT 'cmd_' || md5(\(idKey)) AS id) k
-          LEFT JOIN crm.contacts c ON c.connector = x.connector AND c.external_id = x.contact_external_id
         ON CONFLICT (id) DO NOTHING
         RETURNING 1
         """
