@@ -94,7 +94,15 @@ public struct Demo: Sendable {
             try await CostStore().importLines(lines, client: client, logger: logger)
             progress("costs: \(lines.count) lines from \(costsPath)")
 
-            // 4. attribution and the report
+            // 4. nurture: one tick of the shipped sequences at the reference time
+            let sequencesPath = ResourceLocator.locate(NurtureSetup.defaultDirectory) ?? NurtureSetup.defaultDirectory
+            let definitions = NurtureDefinitions(
+                sequences: try SequenceLoader.loadDirectory(sequencesPath),
+                policies: [ConnectorNurturePolicy(connector: "hubspot-demo", salesOwned: mapping.salesOwned, policy: mapping.policy)])
+            let nurture = try await NurtureTick(client: client, logger: logger).run(definitions: definitions, now: Demo.referenceDate)
+            progress("nurture: \(nurture)")
+
+            // 5. attribution and the report
             let attribution = runtime.config.attribution
             try await ReportReader().refreshAttribution(
                 grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,

@@ -15,6 +15,7 @@ public struct Scheduler: Service {
     let inboxInterval: Duration
     let attributionInterval: Duration
     let outboxInterval: Duration
+    let nurtureInterval: Duration
     let leaseTime: Duration
     let leases: WorkLeases
 
@@ -24,12 +25,14 @@ public struct Scheduler: Service {
     /// job taken over by another worker within this time.
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
                 attributionInterval: Duration = .seconds(300), outboxInterval: Duration = .seconds(2),
+                nurtureInterval: Duration = .seconds(60),
                 leaseTime: Duration = .seconds(30), worker: String = WorkLeases.workerName()) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
         self.attributionInterval = attributionInterval
         self.outboxInterval = outboxInterval
+        self.nurtureInterval = nurtureInterval
         self.leaseTime = leaseTime
         leases = WorkLeases(holder: worker, client: client, logger: runtime.logger)
     }
@@ -62,6 +65,14 @@ public struct Scheduler: Service {
                     let dispatcher = try OutboxDispatcher.make(config: runtime.config, client: client, worker: worker, logger: logger)
                     let summary = try await dispatcher.pass()
                     if summary != OutboxPassSummary() { logger.info("outbox pass", metadata: ["summary": "\(summary)"]) }
+                }
+            }
+            group.addTask {
+                // One worker at a time runs the tick; a bad sequence file is logged and retried each round.
+                await leased("nurture-tick", every: nurtureInterval) {
+                    let definitions = try NurtureSetup.definitions(config: runtime.config)
+                    let summary = try await NurtureSetup.tick(definitions: definitions, now: Date(), client: client, logger: logger)
+                    logger.info("nurture tick", metadata: ["summary": "\(summary)"])
                 }
             }
             group.addTask {

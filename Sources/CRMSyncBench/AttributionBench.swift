@@ -26,11 +26,7 @@ struct AttributionBench: AsyncParsableCommand {
         let server = try server.server()
         print("attribution benchmark: \(touches) touches, \(deals) deals, \(campaigns) campaigns, PostgreSQL \(server.host):\(server.port)")
         try await TestDatabase.with(server: server) { client, _ in
-            func time(_ sql: String) async throws -> Double {
-                let start = ContinuousClock.now
-                try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-                return Bench.seconds(since: start)
-            }
+            func time(_ sql: String) async throws -> Double { try await Bench.time(client, sql) }
             func count(_ sql: String) async throws -> Int64 {
                 try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect().first!.decode(Int64.self)
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CRMSyncStorage
 import Foundation
 import Logging
+import PostgresNIO
 
 /// `crm-sync-bench`: prints figures for BENCHMARKS.md. Each benchmark measures its own baseline in
 /// the same run (for example `COPY` of the same rows), so the figures are ratios that survive a
@@ -11,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crm-sync-bench",
         abstract: "Benchmarks of crm-sync that print figures (see BENCHMARKS.md).",
-        subcommands: [SyncBench.self, AttributionBench.self, EventsBench.self]
+        subcommands: [SyncBench.self, AttributionBench.self, EventsBench.self, NurtureBench.self]
     )
 }
 
@@ -47,6 +48,13 @@ enum Bench {
               let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
         else { return 0 }
         return kb / 1024
+    }
+
+    /// Runs one statement and returns its wall time in seconds.
+    static func time(_ client: PostgresClient, _ sql: String) async throws -> Double {
+        let start = ContinuousClock.now
+        try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        return seconds(since: start)
     }
 
     static func format(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }

@@ -70,7 +70,7 @@ struct CRMSync: AsyncParsableCommand {
             marketing webhooks, and reports ROI per campaign under several attribution models.
             Start with `crm-sync demo`: it needs no configuration.
             """,
-        subcommands: [Migrate.self, Sync.self, Serve.self, Inbox.self, Outbox.self, Report.self, Costs.self, Demo.self, Simulate.self])
+        subcommands: [Migrate.self, Sync.self, Serve.self, Nurture.self, Inbox.self, Outbox.self, Report.self, Costs.self, Demo.self, Simulate.self])
 }
 
 struct Migrate: AsyncParsableCommand {
@@ -156,6 +156,39 @@ struct Serve: AsyncParsableCommand {
                     services: http + [.init(service: Scheduler(runtime: runtime, client: client, leaseTime: DurationText.parse(leaseTime) ?? .seconds(30)))],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: runtime.logger))
                 try await services.run()
+            }
+        }
+    }
+}
+
+struct Nurture: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The nurture engine: step-mail sequences, silent periods, reactivation, hand-off SLA.", subcommands: [Tick.self])
+
+    struct Tick: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One pass of the nurture engine: enrol, exit, pause, resume, advance, reactivate, score, SLA.",
+            discussion: """
+                Reads the sequences of Mappings/sequences/ (or the config's `sequences:` directory) and each connector's \
+                mapping policy, and writes every decision with its outbox command in the same transaction. Running it \
+                twice at the same --now changes nothing the second time.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The instant to run at, ISO 8601 (e.g. 2026-11-05T00:00:00Z); default: now.") var now: String?
+
+        func validate() throws {
+            if let now, CRMTimestamp.parse(now) == nil { throw ValidationError("--now: expected an ISO 8601 instant such as 2026-11-05T00:00:00Z") }
+        }
+
+        func run() async throws {
+            try await reportingFailures {
+                let runtime = try global.runtime()
+                let definitions = try NurtureSetup.definitions(config: runtime.config)
+                let instant = now.flatMap(CRMTimestamp.parse) ?? Date()
+                let summary = try await runtime.withDatabase { client in
+                    try await NurtureSetup.tick(definitions: definitions, now: instant, client: client, logger: runtime.logger)
+                }
+                print("nurture tick at \(CRMTimestamp.iso(instant)): \(summary)")
             }
         }
     }
