@@ -53,11 +53,11 @@ enum NurtureSQL {
         """
     }
 
-    /// The CRM task fields of a `create_task` command.
+    /// The CRM task fields of a `create_task` command, named as the outbox's `CRMTaskTarget` reads
+    /// them (the contact travels in the common `contact.external_id`).
     static func taskFields(owner: String, deal: String, subject: String, due: String) -> String {
         """
-        jsonb_build_object('owner_external_id', \(owner), 'contact_external_id', x.contact_external_id,
-                           'deal_external_id', \(deal), 'subject', \(subject),
+        jsonb_build_object('owner', \(owner), 'deal', \(deal), 'subject', \(subject),
                            'due', to_char((\(due)) AT TIME ZONE 'UTC', \(isoUTC)))
         """
     }

@@ -28,7 +28,7 @@ import Testing
             let http = CRMHTTPClient(
                 connector: "hs", http: .shared, requestsPerSecond: rate, searchRequestsPerSecond: rate,
                 retry: RetryPolicy(maxAttempts: attempts, baseDelay: .milliseconds(10)),
-                authorization: [("Authorization", "Bearer sim-token")], timeout: .seconds(2), logger: Self.quiet)
+                authorization: [("Authorization", "Bearer sim-token")], timeout: .seconds(30), logger: Self.quiet)
             try await body(HubSpotConnector(name: "hs", baseURL: "http://127.0.0.1:\(port)", http: http, pageSize: pageSize))
             group.cancelAll()
         }

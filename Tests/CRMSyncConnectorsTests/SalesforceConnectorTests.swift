@@ -25,7 +25,7 @@ import Testing
             let http = CRMHTTPClient(
                 connector: "sf", http: .shared, requestsPerSecond: 5_000, searchRequestsPerSecond: 5_000,
                 retry: RetryPolicy(maxAttempts: attempts, baseDelay: .milliseconds(10)),
-                authorization: [("Authorization", "Bearer \(token)")], timeout: .seconds(2), logger: HubSpotConnectorTests.quiet)
+                authorization: [("Authorization", "Bearer \(token)")], timeout: .seconds(30), logger: HubSpotConnectorTests.quiet)
             try await body(SalesforceConnector(name: "sf", instanceURL: "http://127.0.0.1:\(port)", http: http, pageSize: pageSize))
             group.cancelAll()
         }
