@@ -14,18 +14,23 @@ import ServiceLifecycle
 
 /// The main job on the embedded default: a simulated HubSpot on loopback, synced into PostgreSQL;
 /// engagement events from the simulated MA tool posted, signed, to the webhook receiver; costs
-/// imported; attribution refreshed; the ROI report printed.
+/// imported; a nurture tick; attribution refreshed; the ROI report printed and the HTML report
+/// written.
 public struct Demo: Sendable {
     public var runtime: Runtime
     public var deals: Int
     public var seed: UInt64
+    /// Where the HTML report goes.
+    public var htmlPath: String
     public var print: @Sendable (String) -> Void
     public var progress: @Sendable (String) -> Void
 
-    public init(runtime: Runtime, deals: Int = 2_000, seed: UInt64 = 42, print: @escaping @Sendable (String) -> Void, progress: @escaping @Sendable (String) -> Void) {
+    public init(runtime: Runtime, deals: Int = 2_000, seed: UInt64 = 42, htmlPath: String = ".crm-sync/report.html",
+                print: @escaping @Sendable (String) -> Void, progress: @escaping @Sendable (String) -> Void) {
         self.runtime = runtime
         self.deals = deals
         self.seed = seed
+        self.htmlPath = htmlPath
         self.print = print
         self.progress = progress
     }
@@ -110,15 +115,28 @@ public struct Demo: Sendable {
             let rows = try await ReportReader().roi(model: nil, client: client, logger: logger)
             print("ROI by campaign (gross margin \(NSDecimalNumber(decimal: attribution.grossMargin).stringValue)):")
             print(ROIReport.render(rows, format: .table))
+
+            // 6. the HTML report, for what a table does not show well (funnel, rates by step)
+            let html = HTMLReport.render(try await DashboardReader().read(client: client, logger: logger))
+            let url = URL(fileURLWithPath: htmlPath)
+            do {
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(html.utf8).write(to: url, options: .atomic)
+            } catch {
+                throw DemoError.reportNotWritten(htmlPath, error.localizedDescription)
+            }
+            print("HTML report: \(url.standardizedFileURL.path)")
         }
     }
 }
 
 public enum DemoError: Error, CustomStringConvertible {
     case webhookRefused(Int)
+    case reportNotWritten(String, String)
     public var description: String {
         switch self {
         case .webhookRefused(let status): "demo: the webhook receiver answered HTTP \(status)"
+        case .reportNotWritten(let path, let reason): "demo: --html \(path): cannot write the report: \(reason)"
         }
     }
 }

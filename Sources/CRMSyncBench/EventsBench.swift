@@ -57,14 +57,17 @@ struct EventsBench: AsyncParsableCommand {
             let (ports, portSink) = AsyncStream<Int>.makeStream()
             let group = ServiceGroup(configuration: .init(
                 services: receiver.services(host: "127.0.0.1", port: 0, logger: logger) { portSink.yield($0) }, logger: logger))
-            let results = try await withThrowingTaskGroup(of: Void.self) { services in
+            let (results, ceiling) = try await withThrowingTaskGroup(of: Void.self) { services in
                 services.addTask { try await group.run() }
                 var iterator = ports.makeAsyncIterator()
                 guard let port = await iterator.next() else { throw CancellationError() }
                 let results = try await drive(port: port, secret: secret)
+                // The same load generator against an endpoint that does no work: the ceiling that
+                // HTTP on loopback and the client sharing these cores put on any receiver.
+                let ceiling = try await drive(port: port, secret: secret, path: "/healthz")
                 await group.triggerGracefulShutdown()
                 try await services.waitForAll()
-                return results
+                return (results, ceiling)
             }
             let accepted = results.reduce(0) { $0 + $1.accepted } * eventsPerRequest
             let failed = results.reduce(0) { $0 + $1.failed }
@@ -73,6 +76,10 @@ struct EventsBench: AsyncParsableCommand {
             func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
             print("receiver: \(Bench.format(Double(accepted) / seconds, 0)) durable events/s (\(accepted) acknowledged, \(durable) rows in crm.inbox, \(failed) failed requests); latency p50 \(Bench.format(percentile(0.5))) ms, p99 \(Bench.format(percentile(0.99))) ms, max \(Bench.format(percentile(1.0))) ms")
             if Int64(accepted) != durable { print("WARNING: acknowledged and stored counts differ") }
+            let noop = ceiling.flatMap(\.latencies).sorted()
+            let noopRate = Double(ceiling.reduce(0) { $0 + $1.accepted }) / seconds
+            func noopPercentile(_ p: Double) -> Double { noop.isEmpty ? 0 : noop[min(noop.count - 1, Int(Double(noop.count) * p))] * 1000 }
+            print("baseline: GET /healthz from the same \(connections) connections (no signature, no database) \(Bench.format(noopRate, 0)) requests/s, p50 \(Bench.format(noopPercentile(0.5))) ms, p99 \(Bench.format(noopPercentile(0.99))) ms; the receiver's requests/s are \(Bench.format(Double(accepted) / Double(eventsPerRequest) / seconds / max(noopRate, 1), 2))x that ceiling")
 
             // Baselines on the same server, same row shape.
             let rows = min(max(accepted, 1_000), 20_000)
@@ -94,7 +101,8 @@ struct EventsBench: AsyncParsableCommand {
         }
     }
 
-    func drive(port: Int, secret: String) async throws -> [ClientResult] {
+    /// `connections` clients posting signed events for `seconds`; with `path`, GETs of that path instead.
+    func drive(port: Int, secret: String, path: String? = nil) async throws -> [ClientResult] {
         let signer = try StandardWebhookSigner(secret: secret)
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         var configuration = HTTPClient.Configuration()
@@ -113,14 +121,14 @@ struct EventsBench: AsyncParsableCommand {
                         let ids = (0..<perRequest).map { "ev_\(n)_\($0)" }
                         let events = ids.map { #"{"type":"email.opened","id":"\#($0)","occurred_at":"2026-11-02T01:23:45Z","contact":{"email":"c\#(n % 997)@example.com","external_id":"hubspot:\#(n % 997)"},"campaign":"wp","sequence":"s","step":1}"# }
                         let body = perRequest == 1 ? events[0] : "[" + events.joined(separator: ",") + "]"
-                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/webhooks/events")
-                        request.method = .POST
+                        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path ?? "/webhooks/events")")
+                        request.method = path == nil ? .POST : .GET
                         let timestamp = Int64(Date().timeIntervalSince1970)
                         request.headers.add(name: "content-type", value: "application/json")
                         request.headers.add(name: "webhook-id", value: "msg_\(n)")
                         request.headers.add(name: "webhook-timestamp", value: "\(timestamp)")
                         request.headers.add(name: "webhook-signature", value: signer.signature(id: "msg_\(n)", timestamp: timestamp, body: Data(body.utf8)))
-                        request.body = .bytes(ByteBuffer(string: body))
+                        if path == nil { request.body = .bytes(ByteBuffer(string: body)) }
                         let start = ContinuousClock.now
                         do {
                             let response = try await http.execute(request, timeout: .seconds(30))

@@ -374,15 +374,18 @@ struct Costs: AsyncParsableCommand {
 }
 
 struct Demo: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "The main job on the embedded default: simulated CRM → sync → webhooks → costs → ROI report.")
+    static let configuration = CommandConfiguration(abstract: "The main job on the embedded default: simulated CRM → sync → webhooks → costs → nurture → ROI report and HTML report.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "How many deals the simulated CRM holds.") var deals = 2_000
     @Option(help: "Seed of the simulated data.") var seed: UInt64 = 42
+    @Option(help: "Where to write the HTML report (default: report.html next to the embedded cluster, under .crm-sync/ or $CRM_SYNC_HOME_DIR).") var html: String?
 
     func run() async throws {
         try await reportingFailures {
             let runtime = try global.runtime()
-            try await CRMSyncApp.Demo(runtime: runtime, deals: deals, seed: seed, print: { Swift.print($0) }, progress: stderr).run()
+            let home = ProcessInfo.processInfo.environment["CRM_SYNC_HOME_DIR"] ?? ".crm-sync"
+            try await CRMSyncApp.Demo(runtime: runtime, deals: deals, seed: seed, htmlPath: html ?? "\(home)/report.html",
+                                      print: { Swift.print($0) }, progress: stderr).run()
         }
     }
 }

@@ -1,3 +1,5 @@
+import CRMSimulator
+import CRMSyncApp
 import CRMSyncStorage
 import CRMSyncTestSupport
 import Foundation
@@ -122,6 +124,35 @@ import Testing
             let second = try await run(["costs", "import", good], environment: environment)
             #expect(second.stdout.contains("0 rows added or changed"))
             #expect(try await count() == rows)
+        }
+    }
+
+    /// The main job, as the README's quick start runs it (here on a scratch database instead of the
+    /// embedded cluster): deals cross HTTP from the simulator into PostgreSQL, the ROI table is
+    /// printed from them, and the HTML report is written where it says.
+    @Test func theDemoPrintsAnROITableFromSyncedDataAndWritesTheHTMLReport() async throws {
+        try await TestDatabase.with(migrate: false) { client, url in
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+            let html = "\(folder)/report.html"
+            let result = try await run(["demo", "--deals", "300", "--html", html], environment: ["DATABASE_URL": TestDatabase.text(url)])
+            #expect(result.status == 0, "\(result.stderr)")
+            let deals = try await client.query("SELECT count(*)::int8 FROM crm.deals WHERE connector = 'hubspot-demo'", logger: TestDatabase.logger)
+                .collect().first!.decode(Int64.self)
+            // The simulated CRM the demo runs (seed 42 at the demo's reference time), less what it archived.
+            let simulated = SimulatedDataset.generate(seed: 42, deals: 300, now: Demo.referenceDate)
+            let live = simulated.objects["deals"]!.values.filter { !$0.archived }.count
+            #expect(live > 250 && deals == Int64(live), "every live simulated deal synced over HTTP")
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            let header = try #require(lines.firstIndex { $0.hasPrefix("ROI by campaign") }, "\(result.stdout)")
+            // Campaign rows whose revenue is not zero: attribution credited synced, closed-won deals.
+            let campaigns = try await client.query(
+                "SELECT count(*)::int8 FROM reporting.roi_by_campaign WHERE attributed_revenue > 0", logger: TestDatabase.logger
+            ).collect().first!.decode(Int64.self)
+            #expect(campaigns > 0)
+            #expect(lines.count > header + 3, "\(result.stdout)")
+            #expect(lines.last == "HTML report: \(html)")
+            let page = try String(contentsOfFile: html, encoding: .utf8)
+            #expect(page.contains("<svg") && page.contains("ROI"))
         }
     }
 }
