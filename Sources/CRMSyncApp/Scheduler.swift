@@ -18,6 +18,8 @@ public struct Scheduler: Service {
     let nurtureInterval: Duration
     let leaseTime: Duration
     let leases: WorkLeases
+    /// The wall clock of the nurture tick and the outbox's backoff; tests pass their own.
+    let clock: @Sendable () -> Date
 
     /// `attributionInterval`: how often credits are recomputed, so reports stay current as deals
     /// close and late touches arrive (a full refresh takes seconds at a million touches).
@@ -26,7 +28,8 @@ public struct Scheduler: Service {
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
                 attributionInterval: Duration = .seconds(300), outboxInterval: Duration = .seconds(2),
                 nurtureInterval: Duration = .seconds(60),
-                leaseTime: Duration = .seconds(30), worker: String = WorkLeases.workerName()) {
+                leaseTime: Duration = .seconds(30), worker: String = WorkLeases.workerName(),
+                clock: @escaping @Sendable () -> Date = { Date() }) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
@@ -34,6 +37,7 @@ public struct Scheduler: Service {
         self.outboxInterval = outboxInterval
         self.nurtureInterval = nurtureInterval
         self.leaseTime = leaseTime
+        self.clock = clock
         leases = WorkLeases(holder: worker, client: client, logger: runtime.logger)
     }
 
@@ -62,7 +66,7 @@ public struct Scheduler: Service {
                 // The outbox: commands the nurture engine committed, to the MA endpoint and the CRMs.
                 let worker = leases.holder
                 await leased("outbox", every: outboxInterval) {
-                    let dispatcher = try OutboxDispatcher.make(config: runtime.config, client: client, worker: worker, logger: logger)
+                    let dispatcher = try OutboxDispatcher.make(config: runtime.config, client: client, worker: worker, clock: clock, logger: logger)
                     let summary = try await dispatcher.pass()
                     if summary != OutboxPassSummary() { logger.info("outbox pass", metadata: ["summary": "\(summary)"]) }
                 }
@@ -71,7 +75,7 @@ public struct Scheduler: Service {
                 // One worker at a time runs the tick; a bad sequence file is logged and retried each round.
                 await leased("nurture-tick", every: nurtureInterval) {
                     let definitions = try NurtureSetup.definitions(config: runtime.config)
-                    let summary = try await NurtureSetup.tick(definitions: definitions, now: Date(), client: client, logger: logger)
+                    let summary = try await NurtureSetup.tick(definitions: definitions, now: clock(), client: client, logger: logger)
                     logger.info("nurture tick", metadata: ["summary": "\(summary)"])
                 }
             }
