@@ -50,7 +50,7 @@ public struct Scheduler: Service {
                         let summary = try await HTTPClient.shared.withConnector(connector, logger: logger) { crm in
                             try await SyncEngine(config: connector, connector: crm, client: client, logger: logger).run(full: false)
                         }
-                        logger.info("sync finished", metadata: ["connector": "\(connector.name)", "records": "\(summary.records)", "summary": "\(summary)"])
+                        logger.info("sync finished", metadata: ["connector": "\(connector.name)", "run": "\(summary.run)", "records": "\(summary.records)", "summary": "\(summary)"])
                     }
                 }
             }

@@ -24,6 +24,9 @@ public struct SyncEngine: Sendable {
         public var requests = 0
         public var unmappedStages: Set<String> = []
         public var seconds = 0.0
+        /// Names this run in the logs (`run` metadata), so one sync's lines can be picked out of
+        /// several replicas' interleaved output.
+        public var run = ""
 
         public var description: String {
             let rate = seconds > 0 ? Double(records) / seconds : 0
@@ -51,6 +54,11 @@ public struct SyncEngine: Sendable {
     public func run(full: Bool) async throws -> Summary {
         let started = ContinuousClock.now
         var summary = Summary(connector: config.name)
+        summary.run = String(UUID().uuidString.prefix(8)).lowercased()
+        var logger = self.logger
+        logger[metadataKey: "connector"] = "\(config.name)"
+        logger[metadataKey: "run"] = "\(summary.run)"
+        logger.info("sync started", metadata: ["full": "\(full)"])
         let writer = RecordWriter(connector: config.name, mapping: config.mapping)
         try await registerConnector()
         if let listing = connector as? any PipelineListing {
@@ -69,6 +77,9 @@ public struct SyncEngine: Sendable {
             var position = cursor
             var seen: Set<String> = []
             var pager = connector.pager(for: stream, anchor: anchor, cursor: cursor)
+            var logger = logger
+            logger[metadataKey: "stream"] = "\(stream.key)"
+            let recordsBefore = summary.records
             while let page = try await pager.next() {
                 position = position.advanced(over: page.stamps)
                 let outcome = try await writer.commit(page.batch, cursor: (stream.key, position), client: client, logger: logger)
@@ -94,6 +105,8 @@ public struct SyncEngine: Sendable {
                 let outcome = try await writer.commit(batch, cursor: nil, client: client, logger: logger)
                 summary.deletions += outcome.deletions
             }
+            logger.debug("stream read", metadata: [
+                "records": "\(summary.records - recordsBefore)", "deletions": "\(deletions.count)"])
             if full, let table = Self.table(for: stream) {
                 seenByTable[table, default: []].formUnion(seen)
                 try await client.query(
