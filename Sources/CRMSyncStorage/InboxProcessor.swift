@@ -83,10 +83,14 @@ public struct InboxProcessor: Sendable {
                 RETURNING 1
             ), inserted AS (
                 INSERT INTO crm.touches (touch_key, connector, contact_external_id, email, campaign, kind, occurred_at,
-                                         sequence, step, url, source)
+                                         sequence, step, url, source, bounce)
                 SELECT 'events:' || j.delivery_id, j.connector, CASE WHEN j.connector IS NULL THEN NULL ELSE j.contact_id END,
                        j.email, j.payload ->> 'campaign', j.event_type, j.occurred_at,
-                       j.payload ->> 'sequence', j.step_text::integer, j.payload ->> 'url', 'events'
+                       j.payload ->> 'sequence', j.step_text::integer, j.payload ->> 'url', 'events',
+                       CASE WHEN j.event_type = 'email.bounced' THEN
+                           CASE WHEN lower(coalesce(j.payload ->> 'bounce_type', j.payload ->> 'severity', ''))
+                                     IN ('soft', 'temporary', 'transient') THEN 'soft' ELSE 'hard' END
+                       END
                   FROM judged j
                  WHERE j.problem IS NULL
                  ORDER BY j.occurred_at, j.id

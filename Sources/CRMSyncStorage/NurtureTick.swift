@@ -132,8 +132,9 @@ public struct NurtureTick: Sendable {
 
     // MARK: (b) goals and exits
 
-    /// Unsubscribed or hard-bounced contacts leave every sequence and are suppressed for good; a
-    /// closed-won deal ends every sequence; a sequence's goals (events, deal stages) end it.
+    /// Unsubscribed or hard-bounced contacts leave every sequence and are suppressed for good (a
+    /// soft bounce changes nothing: the next step tries again); a closed-won deal ends every
+    /// sequence; a sequence's goals (events, deal stages) end it.
     func exits(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await count(
             """
@@ -142,7 +143,8 @@ public struct NurtureTick: Sendable {
                        CASE t.kind WHEN 'email.unsubscribed' THEN 'unsubscribed' ELSE 'bounced hard' END AS reason,
                        1 AS priority, t.occurred_at AS since
                   FROM crm.touches t
-                 WHERE t.kind IN ('email.unsubscribed', 'email.bounced') AND t.contact_external_id IS NOT NULL
+                 WHERE (t.kind = 'email.unsubscribed' OR (t.kind = 'email.bounced' AND t.bounce IS DISTINCT FROM 'soft'))
+                   AND t.contact_external_id IS NOT NULL
                    AND t.occurred_at <= $1
                 UNION ALL
                 SELECT dc.connector, dc.contact_external_id, NULL, 'deal closed won', 2, d.modified_at

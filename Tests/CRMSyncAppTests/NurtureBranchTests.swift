@@ -86,4 +86,44 @@ import Testing
             #expect(try await sends(h, "rin") == ["1@2026-11-18T01:00:00Z", "1@2026-11-18T01:00:00Z"])
         }
     }
+
+    /// Bounces as the receiver stores them: a soft one (mailbox full) leaves the sequence running,
+    /// a hard one ends every sequence and suppresses the contact, like an unsubscribe.
+    @Test func aSoftBounceKeepsTheSequencesAndAHardOneEndsThem() async throws {
+        try await TestDatabase.with { client, _ in
+            let h = try H(client: client)
+            try await client.query(
+                "INSERT INTO crm.connectors (name, kind, base_url) VALUES (\(H.connector), 'hubspot', 'http://127.0.0.1:9')", logger: h.logger)
+            try await h.contact("sora")
+            try await h.touch("form.submitted", "sora", at: Self.start, campaign: "wp-2026-q4")
+            try await h.tick(Self.start)
+            #expect(try await h.enrollments("sora")["whitepaper-followup"]?.status == "active")
+
+            func bounce(_ id: String, at: Date, _ fields: String) async throws {
+                let payload = #"{"type":"email.bounced","id":"\#(id)","occurred_at":"\#(H.iso(at))","contact":{"email":"sora@example.co.jp","external_id":"hs:sora"},"sequence":"whitepaper-followup","step":1\#(fields)}"#
+                try await EventInbox.commit(
+                    [.init(source: "events", event: InboxEvent(deliveryID: id, eventType: "email.bounced", occurredAt: at, recordKey: "hs:sora", payload: payload))],
+                    client: client, logger: h.logger)
+                #expect(try await InboxProcessor(client: client, logger: h.logger).drain().applied == 1)
+            }
+            let soft = Self.start + 2 * Self.hour
+            try await bounce("evt_soft", at: soft, #","bounce_type":"soft""#)
+            #expect(try await h.tick(soft + Self.hour).exited == 0)
+            #expect(try await h.enrollments("sora")["whitepaper-followup"]?.status == "active")
+            // Step 2 still goes out on its day.
+            try await NurtureScenarioTests.run(h, from: soft + 2 * Self.hour, to: Self.start + 3 * 24 * Self.hour)
+            #expect(try await sends(h, "sora").count == 2)
+
+            let hard = Self.start + 3 * 24 * Self.hour + Self.hour
+            try await bounce("evt_hard", at: hard, "")   // no severity given: taken as hard
+            #expect(try await h.tick(hard + Self.hour).exited == 1)
+            #expect(try await h.enrollments("sora")["whitepaper-followup"]?.status == "exited")
+            let exits = try await h.commands("exit", contact: "sora")
+            #expect(exits.count == 1 && exits[0].payload.contains("\"reason\": \"bounced hard\""))
+            let kinds = try await client.query(
+                "SELECT bounce FROM crm.touches WHERE kind = 'email.bounced' ORDER BY occurred_at", logger: h.logger
+            ).collect().map { try $0.decode(String?.self) }
+            #expect(kinds == ["soft", "hard"])
+        }
+    }
 }
