@@ -73,12 +73,16 @@ struct EventsBench: AsyncParsableCommand {
             let failed = results.reduce(0) { $0 + $1.failed }
             let latencies = results.flatMap(\.latencies).sorted()
             let durable = try await client.query("SELECT count(*)::int8 FROM crm.inbox", logger: logger).collect().first!.decode(Int64.self)
-            func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] * 1000 }
+            /// The `p` quantile of sorted latencies in seconds, in milliseconds.
+            func milliseconds(_ sorted: [Double], _ p: Double) -> Double {
+                sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000
+            }
+            func percentile(_ p: Double) -> Double { milliseconds(latencies, p) }
             print("receiver: \(Bench.format(Double(accepted) / seconds, 0)) durable events/s (\(accepted) acknowledged, \(durable) rows in crm.inbox, \(failed) failed requests); latency p50 \(Bench.format(percentile(0.5))) ms, p99 \(Bench.format(percentile(0.99))) ms, max \(Bench.format(percentile(1.0))) ms")
             if Int64(accepted) != durable { print("WARNING: acknowledged and stored counts differ") }
             let noop = ceiling.flatMap(\.latencies).sorted()
             let noopRate = Double(ceiling.reduce(0) { $0 + $1.accepted }) / seconds
-            func noopPercentile(_ p: Double) -> Double { noop.isEmpty ? 0 : noop[min(noop.count - 1, Int(Double(noop.count) * p))] * 1000 }
+            func noopPercentile(_ p: Double) -> Double { milliseconds(noop, p) }
             print("baseline: GET /healthz from the same \(connections) connections (no signature, no database) \(Bench.format(noopRate, 0)) requests/s, p50 \(Bench.format(noopPercentile(0.5))) ms, p99 \(Bench.format(noopPercentile(0.99))) ms; the receiver's requests/s are \(Bench.format(Double(accepted) / Double(eventsPerRequest) / seconds / max(noopRate, 1), 2))x that ceiling")
 
             // Baselines on the same server, same row shape.
