@@ -155,4 +155,28 @@ import Testing
             #expect(page.contains("<svg") && page.contains("ROI"))
         }
     }
+
+    /// Without DATABASE_URL or `database_url`, a command starts its own private cluster, says
+    /// where, and goes on (it used to wait forever for the start script once the server was up).
+    @Test func withoutADatabaseURLTheEmbeddedClusterIsStartedAndUsed() async throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("home-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let stop = { _ = try? await ChildProcess.run("/bin/bash", ["\(TestDatabase.packageRoot)/scripts/pg.sh", "stop", "\(home)/postgres"]) }
+        do {
+            let result = try await ChildProcess.run(
+                Self.binary, ["migrate", "--log-level", "info"], environment: ["CRM_SYNC_HOME_DIR": home, "CRM_SYNC_PG_FAST": "1"],
+                directory: TestDatabase.packageRoot)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("migrations applied: 001_core.sql"), "\(result.stdout)")
+            #expect(result.stderr.contains("\(home)/postgres"), "says where the cluster is: \(result.stderr)")
+            let again = try await ChildProcess.run(
+                Self.binary, ["migrate"], environment: ["CRM_SYNC_HOME_DIR": home], directory: TestDatabase.packageRoot)
+            #expect(again.status == 0 && again.stdout.contains("migrations: already current"), "reuses the running cluster: \(again.stdout)")
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
+    }
 }
