@@ -41,8 +41,16 @@ public struct Runtime: Sendable {
         return try await withPostgresClient(url: url, logger: logger) { client in
             if migrate {
                 try await Migrator(directory: Migrator.locateDirectory(environment: environment)).migrate(client: client, logger: logger)
+                // Before any webhook or tick writes a row, so each row gets its connector's workspace.
+                try await ConnectorRegistry().register(config.connectors.map(\.registryEntry), client: client, logger: logger)
             }
             return try await body(client)
         }
+    }
+}
+
+extension ConnectorConfig {
+    var registryEntry: ConnectorRegistry.Entry {
+        ConnectorRegistry.Entry(name: name, kind: kind.rawValue, baseURL: baseURL, workspace: workspace)
     }
 }

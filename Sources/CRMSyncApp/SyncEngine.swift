@@ -154,11 +154,7 @@ public struct SyncEngine: Sendable {
     }
 
     private func registerConnector() async throws {
-        try await client.query(
-            """
-            INSERT INTO crm.connectors (name, kind, base_url) VALUES (\(config.name), \(config.kind.rawValue), \(config.baseURL))
-            ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, base_url = EXCLUDED.base_url, updated_at = now()
-            """, logger: logger)
+        try await ConnectorRegistry().register([config.registryEntry], client: client, logger: logger)
     }
 }
 

@@ -291,6 +291,7 @@ struct Report: AsyncParsableCommand {
             abstract: "Write one self-contained HTML file (no network) with charts: ROI per model, funnel, e-mail rates, nurture, stalled prospects, SLA breaches.")
         @OptionGroup var global: GlobalOptions
         @Option(help: "File to write, e.g. report.html (replaced if it exists).") var out: String
+        @Option(help: "Only this workspace's figures (a connector's `workspace` in the config); default: every workspace.") var workspace: String?
 
         func run() async throws {
             try await reportingFailures {
@@ -300,7 +301,7 @@ struct Report: AsyncParsableCommand {
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
                         halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
-                    return try await DashboardReader().read(client: client, logger: runtime.logger)
+                    return try await DashboardReader().read(workspace: workspace, client: client, logger: runtime.logger)
                 }
                 let html = HTMLReport.render(dashboard)
                 do {
@@ -319,6 +320,7 @@ struct Report: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Attribution model: first_touch, last_touch, linear, u_shaped, w_shaped, time_decay (default: all).") var model: String?
         @Option(help: "Output format: table, csv or json.") var format: String = "table"
+        @Option(help: "Only this workspace's campaigns; default: every workspace (the table then shows which).") var workspace: String?
 
         func validate() throws {
             guard ROIReport.Format(rawValue: format) != nil else { throw ValidationError("--format: expected table, csv or json") }
@@ -335,7 +337,7 @@ struct Report: AsyncParsableCommand {
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
                         halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
-                    return try await ReportReader().roi(model: model, client: client, logger: runtime.logger)
+                    return try await ReportReader().roi(model: model, workspace: workspace, client: client, logger: runtime.logger)
                 }
                 print(ROIReport.render(rows, format: ROIReport.Format(rawValue: format)!))
             }
@@ -350,6 +352,13 @@ struct Costs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Import campaign,category,amount,currency,period rows (with a header). A bad row rejects the whole file; importing the same file twice changes nothing.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The CSV file.") var file: String
+        @Option(help: "The workspace (business unit) these costs belong to; ROI is per workspace.") var workspace = "default"
+
+        func validate() throws {
+            guard Workspace.isValidName(workspace) else {
+                throw ValidationError("--workspace: '\(workspace)' is not a workspace name (\(Workspace.rule))")
+            }
+        }
 
         func run() async throws {
             try await reportingFailures {
@@ -365,9 +374,9 @@ struct Costs: AsyncParsableCommand {
                     throw ExitCode.failure
                 }
                 let changed = try await runtime.withDatabase { client in
-                    try await CostStore().importLines(lines, client: client, logger: runtime.logger)
+                    try await CostStore().importLines(lines, workspace: workspace, client: client, logger: runtime.logger)
                 }
-                print("costs: \(lines.count) lines read from \(file), \(changed) rows added or changed")
+                print("costs: \(lines.count) lines read from \(file), \(changed) rows added or changed (workspace \(workspace))")
             }
         }
     }

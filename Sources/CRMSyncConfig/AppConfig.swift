@@ -23,6 +23,8 @@ public struct ConnectorConfig: Sendable {
     public var maxAttempts: Int
     /// Deadline of one HTTP request, connecting included.
     public var requestTimeout: Duration = .seconds(30)
+    /// The business unit this connector's data belongs to; every row it writes carries it.
+    public var workspace: String = Workspace.defaultName
 
     public init(
         name: String, kind: CRMKind, baseURL: String, token: String, mappingPath: String, mapping: StageMapping,

@@ -49,7 +49,7 @@ public enum ConfigLoader {
             try map.rejectUnknown(allowed: [
                 "name", "kind", "base_url", "token_env", "mapping", "poll_interval", "webhook_secret_env",
                 "organization_id", "overlap", "requests_per_second", "search_requests_per_second", "page_size",
-                "max_attempts", "request_timeout",
+                "max_attempts", "request_timeout", "workspace",
             ])
             let name = try map.requiredString("name")
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
@@ -98,6 +98,12 @@ public enum ConfigLoader {
             if let timeout = try map.duration("request_timeout") {
                 guard timeout >= .seconds(1) else { throw map.error("request_timeout", "must be at least 1s") }
                 connector.requestTimeout = timeout
+            }
+            if let workspace = try map.string("workspace") {
+                guard Workspace.isValidName(workspace) else {
+                    throw map.error("workspace", "'\(workspace)' is not a workspace name (\(Workspace.rule))")
+                }
+                connector.workspace = workspace
             }
             config.connectors.append(connector)
         }

@@ -191,6 +191,9 @@ public enum EngagementEventParser {
             if let step = event["step"], !(step is NSNull), (step as? Int).map({ abs($0) < 1_000_000_000 }) != true {
                 throw ParseError(description: "\(place)step must be a whole number")
             }
+            if let workspace = event["workspace"], !(workspace is NSNull), (workspace as? String).map(Workspace.isValidName) != true {
+                throw ParseError(description: "\(place)workspace is not a workspace name (\(Workspace.rule))")
+            }
             // PostgreSQL text and jsonb cannot hold NUL: refuse it here rather than fail the commit.
             guard let payload = try? JSONSerialization.data(withJSONObject: event), !containsNUL(payload) else {
                 throw ParseError(description: "\(place)cannot re-encode the event (NUL characters are not accepted)")

@@ -13,7 +13,9 @@ public struct CostStore: Sendable {
     }
 
     @discardableResult
-    public func importLines(_ lines: [CostLine], client: PostgresClient, logger: Logger) async throws -> Int {
+    public func importLines(
+        _ lines: [CostLine], workspace: String = "default", client: PostgresClient, logger: Logger
+    ) async throws -> Int {
         let rows = lines.map {
             Row(campaign: $0.campaign, category: $0.category, amount: NSDecimalNumber(decimal: $0.amount).stringValue,
                 currency: $0.currency, period: $0.period)
@@ -21,17 +23,19 @@ public struct CostStore: Sendable {
         let json = try RecordWriter.json(rows)
         return try await client.withTransaction(logger: logger) { connection in
             try await connection.query(
+                "INSERT INTO crm.workspaces (name) VALUES (\(workspace)) ON CONFLICT (name) DO NOTHING", logger: logger)
+            try await connection.query(
                 """
-                INSERT INTO crm.campaigns (campaign, name)
-                SELECT DISTINCT r.campaign, r.campaign FROM json_to_recordset(\(json)::json) AS r(campaign text)
-                ON CONFLICT (campaign) DO NOTHING
+                INSERT INTO crm.campaigns (workspace, campaign, name)
+                SELECT DISTINCT \(workspace), r.campaign, r.campaign FROM json_to_recordset(\(json)::json) AS r(campaign text)
+                ON CONFLICT (workspace, campaign) DO NOTHING
                 """, logger: logger)
             let changed = try await connection.query(
                 """
-                INSERT INTO crm.campaign_costs (campaign, category, amount, currency, period, source)
-                SELECT r.campaign, r.category, r.amount, r.currency, r.period, 'import'
+                INSERT INTO crm.campaign_costs (workspace, campaign, category, amount, currency, period, source)
+                SELECT \(workspace), r.campaign, r.category, r.amount, r.currency, r.period, 'import'
                   FROM json_to_recordset(\(json)::json) AS r(campaign text, category text, amount numeric, currency text, period text)
-                ON CONFLICT (campaign, category, currency, period, source) DO UPDATE SET amount = EXCLUDED.amount
+                ON CONFLICT (workspace, campaign, category, currency, period, source) DO UPDATE SET amount = EXCLUDED.amount
                  WHERE crm.campaign_costs.amount IS DISTINCT FROM EXCLUDED.amount
                 RETURNING 1
                 """, logger: logger

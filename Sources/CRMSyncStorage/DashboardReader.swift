@@ -58,9 +58,10 @@ public struct Dashboard: Sendable {
 public struct DashboardReader: Sendable {
     public init() {}
 
-    public func read(client: PostgresClient, logger: Logger) async throws -> Dashboard {
+    /// `workspace` limits every figure to one business unit; nil reads them all.
+    public func read(workspace: String? = nil, client: PostgresClient, logger: Logger) async throws -> Dashboard {
         var dashboard = Dashboard()
-        dashboard.roi = try await ReportReader().roi(model: nil, client: client, logger: logger)
+        dashboard.roi = try await ReportReader().roi(model: nil, workspace: workspace, client: client, logger: logger)
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
             for try await (model, description) in try await connection.query(
@@ -69,7 +70,7 @@ public struct DashboardReader: Sendable {
                 dashboard.models.append((model, description))
             }
             for try await count in try await connection.query(
-                "SELECT count(*)::int8 FROM reporting.unattributed_won_deals", logger: logger
+                "SELECT count(*)::int8 FROM reporting.unattributed_won_deals WHERE (\(workspace)::text IS NULL OR workspace = \(workspace)::text)", logger: logger
             ).decode(Int64.self) {
                 dashboard.unattributedWonDeals = Int(count)
             }
@@ -77,7 +78,7 @@ public struct DashboardReader: Sendable {
                 """
                 SELECT connector, pipeline, canonical_stage, deals_entered::int8, deals_advanced::int8,
                        conversion_rate::float8, median_days_in_stage::float8
-                  FROM reporting.pipeline_funnel
+                  FROM reporting.pipeline_funnel WHERE (\(workspace)::text IS NULL OR workspace = \(workspace)::text)
                 """, logger: logger
             ).decode((String, String, String, Int64, Int64, Double?, Double?).self) {
                 dashboard.funnel.append(.init(connector: connector, pipeline: pipeline, stage: stage, entered: Int(entered),
@@ -86,21 +87,23 @@ public struct DashboardReader: Sendable {
             for try await (sequence, step, sent, open, click, unsubscribe) in try await connection.query(
                 """
                 SELECT sequence, step, sent::int8, open_rate::float8, click_rate::float8, unsubscribe_rate::float8
-                  FROM reporting.email_kpis ORDER BY sequence, step
+                  FROM reporting.email_kpis WHERE (\(workspace)::text IS NULL OR workspace = \(workspace)::text) ORDER BY sequence, step
                 """, logger: logger
             ).decode((String, Int32, Int64, Double?, Double?, Double?).self) {
                 dashboard.email.append(.init(sequence: sequence, step: Int(step), sent: Int(sent), openRate: open,
                                              clickRate: click, unsubscribeRate: unsubscribe))
             }
             for try await (sequence, status, contacts) in try await connection.query(
-                "SELECT sequence, status, contacts::int8 FROM reporting.nurture_status ORDER BY sequence, status", logger: logger
+                "SELECT sequence, status, contacts::int8 FROM reporting.nurture_status WHERE (\(workspace)::text IS NULL OR workspace = \(workspace)::text) ORDER BY sequence, status",
+                logger: logger
             ).decode((String, String, Int64).self) {
                 dashboard.nurture.append((sequence, status, Int(contacts)))
             }
             for try await (connector, contact, owner, stage, days, reactivated) in try await connection.query(
                 """
                 SELECT connector, contact_external_id, owner, canonical_stage, days_since_sales_touch, reactivated_at IS NOT NULL
-                  FROM reporting.stalled_prospects ORDER BY days_since_sales_touch DESC NULLS LAST, contact_external_id
+                  FROM reporting.stalled_prospects WHERE (\(workspace)::text IS NULL OR workspace = \(workspace)::text)
+                 ORDER BY days_since_sales_touch DESC NULLS LAST, contact_external_id
                 """, logger: logger
             ).decode((String, String, String?, String?, Int32?, Bool).self) {
                 dashboard.stalled.append(.init(connector: connector, contact: contact, owner: owner, stage: stage,
@@ -109,7 +112,7 @@ public struct DashboardReader: Sendable {
             for try await (connector, contact, owner, handedOff, hours) in try await connection.query(
                 """
                 SELECT connector, contact_external_id, owner, handed_off_at, hours_late::float8
-                  FROM reporting.sla_breaches ORDER BY handed_off_at DESC
+                  FROM reporting.sla_breaches WHERE (\(workspace)::text IS NULL OR workspace = \(workspace)::text) ORDER BY handed_off_at DESC
                 """, logger: logger
             ).decode((String, String, String?, Date, Double?).self) {
                 dashboard.breaches.append(.init(connector: connector, contact: contact, owner: owner, handedOffAt: handedOff, hoursLate: hours))

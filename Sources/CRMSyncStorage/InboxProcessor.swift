@@ -59,23 +59,36 @@ public struct InboxProcessor: Sendable {
                        nullif(substr(p.payload #>> '{contact,external_id}',
                                      length(split_part(p.payload #>> '{contact,external_id}', ':', 1)) + 2), '') AS contact_id,
                        lower(p.payload #>> '{contact,email}') AS email,
-                       p.payload ->> 'step' AS step_text
+                       p.payload ->> 'step' AS step_text,
+                       nullif(p.payload ->> 'workspace', '') AS asked_workspace
                   FROM pending p
             ), resolved AS (
                 SELECT pa.*,
+                       -- a CRM kind as the prefix names the one connector of that kind (in the
+                       -- event's workspace when it names one)
                        coalesce((SELECT c.name FROM crm.connectors c WHERE c.name = pa.prefix),
-                                (SELECT min(c.name) FROM crm.connectors c WHERE c.kind = pa.prefix
+                                (SELECT min(c.name) FROM crm.connectors c
+                                  WHERE c.kind = pa.prefix AND (pa.asked_workspace IS NULL OR c.workspace = pa.asked_workspace)
                                   HAVING count(*) = 1)) AS connector,
+                       EXISTS (SELECT 1 FROM crm.workspaces w WHERE w.name = pa.asked_workspace) AS workspace_known,
                        CASE
                            WHEN pa.step_text IS NOT NULL AND pa.step_text !~ '^-?[0-9]{1,9}$' THEN 'step is not a whole number'
                        END AS step_problem
                   FROM parsed pa
+            ), placed AS (
+                SELECT r.*, (SELECT c.workspace FROM crm.connectors c WHERE c.name = r.connector) AS connector_workspace
+                  FROM resolved r
             ), judged AS (
                 SELECT r.*,
                        coalesce(r.step_problem,
+                                CASE WHEN r.asked_workspace IS NOT NULL AND NOT r.workspace_known
+                                     THEN format('workspace %s is not configured', r.asked_workspace) END,
+                                CASE WHEN r.asked_workspace <> r.connector_workspace
+                                     THEN format('contact external_id names connector %s of workspace %s, but the event is for workspace %s',
+                                                 r.connector, r.connector_workspace, r.asked_workspace) END,
                                 CASE WHEN r.connector IS NULL AND r.email IS NULL
                                      THEN 'contact external_id names no synced connector and the event has no e-mail' END) AS problem
-                  FROM resolved r
+                  FROM placed r
             ), dead AS (
                 INSERT INTO crm.dead_letters (inbox_id, reason)
                 SELECT j.id, j.problem FROM judged j WHERE j.problem IS NOT NULL
@@ -83,14 +96,15 @@ public struct InboxProcessor: Sendable {
                 RETURNING 1
             ), inserted AS (
                 INSERT INTO crm.touches (touch_key, connector, contact_external_id, email, campaign, kind, occurred_at,
-                                         sequence, step, url, source, bounce)
+                                         sequence, step, url, source, bounce, workspace)
                 SELECT 'events:' || j.delivery_id, j.connector, CASE WHEN j.connector IS NULL THEN NULL ELSE j.contact_id END,
                        j.email, j.payload ->> 'campaign', j.event_type, j.occurred_at,
                        j.payload ->> 'sequence', j.step_text::integer, j.payload ->> 'url', 'events',
                        CASE WHEN j.event_type = 'email.bounced' THEN
                            CASE WHEN lower(coalesce(j.payload ->> 'bounce_type', j.payload ->> 'severity', ''))
                                      IN ('soft', 'temporary', 'transient') THEN 'soft' ELSE 'hard' END
-                       END
+                       END,
+                       coalesce(j.connector_workspace, j.asked_workspace, 'default')
                   FROM judged j
                  WHERE j.problem IS NULL
                  ORDER BY j.occurred_at, j.id

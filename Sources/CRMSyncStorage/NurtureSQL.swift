@@ -38,14 +38,15 @@ enum NurtureSQL {
         sequence: String, step: String, reason: String, extra: String = "NULL"
     ) -> String {
         """
-        INSERT INTO crm.outbox (id, destination, command_type, payload, created_at, next_attempt_at)
+        INSERT INTO crm.outbox (id, destination, command_type, payload, created_at, next_attempt_at, workspace)
         SELECT k.id, \(destination), '\(type)',
                crm.nurture_command('\(type)', k.id, \(now),
                                    -- a lookup by key per command: cheaper than hashing every contact
                                    (SELECT c.email FROM crm.contacts c
                                      WHERE c.connector = x.connector AND c.external_id = x.contact_external_id),
                                    x.connector, x.contact_external_id, \(sequence), \(step), \(reason), \(extra)),
-               \(now), \(now)
+               \(now), \(now),
+               coalesce((SELECT cn.workspace FROM crm.connectors cn WHERE cn.name = x.connector), 'default')
           FROM \(from)
          CROSS JOIN LATERAL (SELECT 'cmd_' || md5(\(idKey)) AS id) k
         ON CONFLICT (id) DO NOTHING

@@ -95,8 +95,9 @@ extension RecordWriter {
                       FROM json_to_recordset($2::json) AS \(columns)
                      WHERE k.connector = $1 AND k.external_id = r.external_id AND k.campaign <> r.campaign
                        AND (k.modified_at IS NULL OR k.modified_at <= r.modified_at)
-                    RETURNING k.campaign)
-                DELETE FROM crm.campaign_costs c USING gone WHERE c.campaign = gone.campaign AND c.source = 'crm'
+                    RETURNING k.workspace, k.campaign)
+                DELETE FROM crm.campaign_costs c USING gone
+                 WHERE c.workspace = gone.workspace AND c.campaign = gone.campaign AND c.source = 'crm'
                 """, binds: try Self.binds(connector, json)),
             logger: logger)
         var applied: [String] = []
@@ -108,7 +109,8 @@ extension RecordWriter {
                  -- an older version under a name the campaign no longer has
                  WHERE NOT EXISTS (SELECT 1 FROM crm.campaigns k
                                     WHERE k.connector = $1 AND k.external_id = r.external_id AND k.campaign <> r.campaign)
-                ON CONFLICT (campaign) DO UPDATE
+                -- the workspace key comes from the connector (crm.stamp_workspace), before arbitration
+                ON CONFLICT (workspace, campaign) DO UPDATE
                    SET name = EXCLUDED.name, connector = EXCLUDED.connector, external_id = EXCLUDED.external_id,
                        actual_cost = EXCLUDED.actual_cost, budgeted_cost = EXCLUDED.budgeted_cost,
                        currency = EXCLUDED.currency, modified_at = EXCLUDED.modified_at, deleted = EXCLUDED.deleted
@@ -124,16 +126,22 @@ extension RecordWriter {
         guard !applied.isEmpty else { return }
         // The CRM's cost replaces what the CRM said before (the start month may have moved).
         try await connection.query(
-            "DELETE FROM crm.campaign_costs WHERE source = 'crm' AND campaign = ANY(\(applied))", logger: logger)
+            """
+            DELETE FROM crm.campaign_costs
+             WHERE source = 'crm' AND campaign = ANY(\(applied))
+               AND workspace = (SELECT workspace FROM crm.connectors WHERE name = \(connector))
+            """, logger: logger)
         var binds = PostgresBindings()
+        binds.append(connector)
         binds.append(json)
         binds.append(applied)
         try await connection.query(
             PostgresQuery(unsafeSQL: """
-                INSERT INTO crm.campaign_costs (campaign, category, amount, currency, period, source)
-                SELECT r.campaign, 'actual_cost', r.actual_cost, upper(r.currency), r.period, 'crm'
-                  FROM json_to_recordset($1::json) AS \(columns)
-                 WHERE r.campaign = ANY($2) AND NOT r.deleted AND r.actual_cost >= 0
+                INSERT INTO crm.campaign_costs (workspace, campaign, category, amount, currency, period, source)
+                SELECT coalesce((SELECT workspace FROM crm.connectors WHERE name = $1), 'default'),
+                       r.campaign, 'actual_cost', r.actual_cost, upper(r.currency), r.period, 'crm'
+                  FROM json_to_recordset($2::json) AS \(columns)
+                 WHERE r.campaign = ANY($3) AND NOT r.deleted AND r.actual_cost >= 0
                    AND r.currency IS NOT NULL AND r.period IS NOT NULL
                 """, binds: binds),
             logger: logger)

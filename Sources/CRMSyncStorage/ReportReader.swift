@@ -13,9 +13,10 @@ public struct ROIRow: Sendable, Equatable, Codable {
     public var attributedRevenue: String
     public var attributedGrossProfit: String
     public var roi: String?
+    public var workspace: String = "default"
 
     enum CodingKeys: String, CodingKey {
-        case model, campaign, currency, cost, roi
+        case model, campaign, currency, cost, roi, workspace
         case influencedDeals = "influenced_deals"
         case wonDeals = "won_deals"
         case attributedRevenue = "attributed_revenue"
@@ -27,22 +28,25 @@ public struct ROIRow: Sendable, Equatable, Codable {
 public struct ReportReader: Sendable {
     public init() {}
 
-    public func roi(model: String?, client: PostgresClient, logger: Logger) async throws -> [ROIRow] {
+    /// `workspace` nil: every workspace's campaigns (a campaign name is only unique within one).
+    public func roi(model: String?, workspace: String? = nil, client: PostgresClient, logger: Logger) async throws -> [ROIRow] {
         let rows = try await client.query(
             """
             SELECT model, campaign, currency, cost::text, influenced_deals::int8, won_deals::int8,
-                   attributed_revenue::text, attributed_gross_profit::text, roi::text
+                   attributed_revenue::text, attributed_gross_profit::text, roi::text, workspace
               FROM reporting.roi_by_campaign
-             WHERE \(model)::text IS NULL OR model = \(model)::text
-             ORDER BY model, campaign, currency
+             WHERE (\(model)::text IS NULL OR model = \(model)::text)
+               AND (\(workspace)::text IS NULL OR workspace = \(workspace)::text)
+             ORDER BY model, workspace, campaign, currency
             """, logger: logger)
         var result: [ROIRow] = []
-        for try await (model, campaign, currency, cost, influenced, won, revenue, profit, roi) in rows.decode(
-            (String, String, String, String, Int64, Int64, String, String, String?).self
+        for try await (model, campaign, currency, cost, influenced, won, revenue, profit, roi, workspace) in rows.decode(
+            (String, String, String, String, Int64, Int64, String, String, String?, String).self
         ) {
             result.append(ROIRow(
                 model: model, campaign: campaign, currency: currency, cost: cost, influencedDeals: Int(influenced),
-                wonDeals: Int(won), attributedRevenue: revenue, attributedGrossProfit: profit, roi: roi))
+                wonDeals: Int(won), attributedRevenue: revenue, attributedGrossProfit: profit, roi: roi,
+                workspace: workspace))
         }
         return result
     }

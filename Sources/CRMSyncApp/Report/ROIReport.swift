@@ -14,22 +14,30 @@ public enum ROIReport {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             return String(decoding: (try? encoder.encode(rows)) ?? Data("[]".utf8), as: UTF8.self)
         case .csv:
-            var lines = ["model,campaign,currency,cost,influenced_deals,won_deals,attributed_revenue,attributed_gross_profit,roi"]
+            // The view's columns in its order: workspace last.
+            var lines = ["model,campaign,currency,cost,influenced_deals,won_deals,attributed_revenue,attributed_gross_profit,roi,workspace"]
             for row in rows {
                 lines.append([row.model, csvField(row.campaign), row.currency, row.cost, "\(row.influencedDeals)", "\(row.wonDeals)",
-                              row.attributedRevenue, row.attributedGrossProfit, row.roi ?? ""].joined(separator: ","))
+                              row.attributedRevenue, row.attributedGrossProfit, row.roi ?? "", row.workspace].joined(separator: ","))
             }
             return lines.joined(separator: "\n")
         case .table:
-            let header = ["model", "campaign", "currency", "cost", "deals", "won", "revenue", "gross profit", "ROI"]
+            // One business unit reads as before; several get a workspace column, since the same
+            // campaign name can appear in each.
+            let workspaces = Set(rows.map(\.workspace))
+            let showWorkspace = workspaces.count > 1 || workspaces.contains { $0 != "default" }
+            let header = (showWorkspace ? ["workspace"] : [])
+                + ["model", "campaign", "currency", "cost", "deals", "won", "revenue", "gross profit", "ROI"]
+            let textColumns = showWorkspace ? 4 : 3
             let body = rows.map { row in
-                [row.model, row.campaign, row.currency, money(row.cost), "\(row.influencedDeals)", "\(row.wonDeals)",
-                 money(row.attributedRevenue), money(row.attributedGrossProfit), percent(row.roi)]
+                (showWorkspace ? [row.workspace] : [])
+                    + [row.model, row.campaign, row.currency, money(row.cost), "\(row.influencedDeals)", "\(row.wonDeals)",
+                       money(row.attributedRevenue), money(row.attributedGrossProfit), percent(row.roi)]
             }
             let widths = header.indices.map { column in ([header[column]] + body.map { $0[column] }).map(\.count).max() ?? 0 }
             func line(_ cells: [String]) -> String {
                 cells.enumerated().map { index, cell in
-                    index < 3 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                    index < textColumns ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
                         : String(repeating: " ", count: widths[index] - cell.count) + cell
                 }.joined(separator: "  ")
             }
