@@ -19,6 +19,7 @@ struct SyncBench: AsyncParsableCommand {
     @Option(help: "Deals in the simulated CRM (each with contacts, a company, stage history).") var deals = 20_000
     @Option(help: "Records per search page (HubSpot allows up to 200).") var pageSize = 200
     @Option(help: "Seed of the simulated data.") var seed: UInt64 = 7
+    @Flag(help: "Also sync into a second database with the workspace stamp (crm.stamp_workspace) disabled, and print the ratio of the two.") var compareWorkspaceStamp = false
     @OptionGroup var server: ServerOptions
 
     /// Tables a sync writes, copied back in the baseline.
@@ -44,7 +45,20 @@ struct SyncBench: AsyncParsableCommand {
                 name: "bench", kind: .hubspot, baseURL: "http://127.0.0.1:\(port)", token: "sim-token",
                 mappingPath: "\(root)/Mappings/hubspot.yaml", mapping: try MappingLoader.load(path: "\(root)/Mappings/hubspot.yaml"),
                 overlap: .seconds(300), requestsPerSecond: 100_000, searchRequestsPerSecond: 100_000, pageSize: pageSize, maxAttempts: 3)
-            try await TestDatabase.with(server: server) { client, _ in
+            var syncTimes: [Bool: Double] = [:]
+            for stamped in compareWorkspaceStamp ? [true, false] : [true] {
+            syncTimes[stamped] = try await TestDatabase.with(server: server) { client, _ in
+                if !stamped {
+                    try await client.query(
+                        """
+                        DO $$ DECLARE t record; BEGIN
+                            FOR t IN SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger WHERE tgname LIKE '%\\_workspace' LOOP
+                                EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', t.rel, t.tgname);
+                            END LOOP;
+                        END $$
+                        """, logger: logger)
+                    print("(workspace stamp disabled)")
+                }
                 let start = ContinuousClock.now
                 let summary = try await HTTPClient.shared.withConnector(config, logger: logger) { crm in
                     try await SyncEngine(config: config, connector: crm, client: client, logger: logger).run(full: false)
@@ -57,6 +71,11 @@ struct SyncBench: AsyncParsableCommand {
                 print("COPY:     the same \(rows) rows into tables of the same shape in \(Bench.format(copySeconds)) s (\(Int(Double(rows) / copySeconds)) rows/s)")
                 print("ratio:    sync takes \(Bench.format(syncSeconds / copySeconds, 1))x the time of COPY of its rows")
                 print("memory:   peak RSS \(Bench.format(Bench.peakMemoryMiB(), 0)) MiB (includes the simulator's data)")
+                return syncSeconds
+            }
+            }
+            if let on = syncTimes[true], let off = syncTimes[false] {
+                print("stamp:    sync with the workspace stamp takes \(Bench.format(on / off, 3))x the time without it")
             }
         }
     }
