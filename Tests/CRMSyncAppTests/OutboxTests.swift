@@ -429,11 +429,13 @@ actor FlakyReceiver {
         try await TestDatabase.with { client, _ in
             try await Self.withReceiver(receiver) { url in
                 let runtime = Runtime(config: AppConfig(outbound: OutboundConfig(url: url, secret: Self.secret)), logger: logger)
-                let scheduler = Scheduler(runtime: runtime, client: client, outboxInterval: .milliseconds(100), leaseTime: .seconds(3))
+                // A lease long enough that a loaded machine (the whole suite at once on 2 cores) cannot
+                // miss a renewal: losing it cancels a pass mid-flight, which is not what this checks.
+                let scheduler = Scheduler(runtime: runtime, client: client, outboxInterval: .milliseconds(100), leaseTime: .seconds(30))
                 try await withLocalServices([scheduler], logger: logger) {
                     try await Self.enqueue(client, id: "cmd_live", payload: ["contact": ["external_id": "hubspot:9"], "step": 1],
                                            createdAt: Date().addingTimeInterval(-1))
-                    for _ in 0..<300 where try await rows(client).first?.attempts ?? 0 < 1 {
+                    for _ in 0..<900 where try await rows(client).first?.attempts ?? 0 < 1 {
                         try await Task.sleep(for: .milliseconds(100))
                     }
                 }
