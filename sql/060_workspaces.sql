@@ -3,9 +3,10 @@
 -- data carries the workspace of the connector it came from, and every reporting view has a
 -- `workspace` column (appended last, so the contract's columns keep their positions).
 --
--- Installation-wide on purpose (reference data, or queues every worker drains): currencies,
--- attribution models and settings, nurture definitions and calendars, the inbox, dead letters,
--- work leases and migrations. docs/SCALING.md says how these map onto a distributed cluster.
+-- Installation-wide on purpose (reference data, shared by every workspace): currencies, attribution
+-- models and settings, nurture definitions and calendars, and the migrations. The inbox, its dead
+-- letters and the work leases are drained by every worker: they record the workspace once it is
+-- known. docs/SCALING.md says how these map onto a distributed cluster.
 
 CREATE TABLE crm.workspaces (
     name        text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
@@ -48,6 +49,13 @@ ALTER TABLE crm.campaigns DROP CONSTRAINT campaigns_pkey, ADD PRIMARY KEY (works
 ALTER TABLE crm.campaign_costs ADD COLUMN workspace text NOT NULL DEFAULT 'default' REFERENCES crm.workspaces (name);
 ALTER TABLE crm.campaign_costs DROP CONSTRAINT campaign_costs_pkey,
     ADD PRIMARY KEY (workspace, campaign, category, currency, period, source);
+
+-- The inbox and its dead letters are queues every worker drains, whatever the workspace: an event
+-- is committed before anyone knows where it belongs (it may name no workspace and be matched by
+-- e-mail). The processor records the workspace it resolved; NULL while pending, or when the event
+-- belongs nowhere known.
+ALTER TABLE crm.inbox ADD COLUMN workspace text;
+ALTER TABLE crm.dead_letters ADD COLUMN workspace text;
 
 -- Commands name their contact's connector; operators read backlog per business unit.
 ALTER TABLE crm.outbox ADD COLUMN workspace text NOT NULL DEFAULT 'default';
@@ -326,6 +334,13 @@ SELECT connector, contact_external_id, owner, handed_off_at, first_sales_touch_a
        workspace
   FROM crm.handoffs
  WHERE breached_at IS NOT NULL;
+
+CREATE OR REPLACE VIEW reporting.work_leases AS
+SELECT job, holder, expires_at, not_before, acquired_at, finished_at, runs,
+       holder IS NOT NULL AND expires_at > now() AS running,
+       -- a connector's sync belongs to its workspace; the other jobs serve every workspace
+       (SELECT c.workspace FROM crm.connectors c WHERE job = 'sync:' || c.name) AS workspace
+  FROM crm.work_leases;
 
 CREATE VIEW reporting.workspaces AS
 SELECT w.name AS workspace, w.created_at,

@@ -87,11 +87,15 @@ public struct InboxProcessor: Sendable {
                                      THEN format('contact external_id names connector %s of workspace %s, but the event is for workspace %s',
                                                  r.connector, r.connector_workspace, r.asked_workspace) END,
                                 CASE WHEN r.connector IS NULL AND r.email IS NULL
-                                     THEN 'contact external_id names no synced connector and the event has no e-mail' END) AS problem
+                                     THEN 'contact external_id names no synced connector and the event has no e-mail' END) AS problem,
+                       -- where the event turned out to belong (NULL: nowhere known)
+                       coalesce(r.connector_workspace, CASE WHEN r.workspace_known THEN r.asked_workspace END,
+                                CASE WHEN r.asked_workspace IS NULL AND r.connector IS NULL AND r.email IS NOT NULL
+                                     THEN 'default' END) AS workspace
                   FROM placed r
             ), dead AS (
-                INSERT INTO crm.dead_letters (inbox_id, reason)
-                SELECT j.id, j.problem FROM judged j WHERE j.problem IS NOT NULL
+                INSERT INTO crm.dead_letters (inbox_id, reason, workspace)
+                SELECT j.id, j.problem, j.workspace FROM judged j WHERE j.problem IS NOT NULL
                 ON CONFLICT (inbox_id) WHERE replayed_at IS NULL DO NOTHING
                 RETURNING 1
             ), inserted AS (
@@ -104,14 +108,14 @@ public struct InboxProcessor: Sendable {
                            CASE WHEN lower(coalesce(j.payload ->> 'bounce_type', j.payload ->> 'severity', ''))
                                      IN ('soft', 'temporary', 'transient') THEN 'soft' ELSE 'hard' END
                        END,
-                       coalesce(j.connector_workspace, j.asked_workspace, 'default')
+                       j.workspace
                   FROM judged j
                  WHERE j.problem IS NULL
                  ORDER BY j.occurred_at, j.id
                 ON CONFLICT (touch_key) DO NOTHING
                 RETURNING 1
             ), marked AS (
-                UPDATE crm.inbox i SET processed_at = now(), attempts = attempts + 1
+                UPDATE crm.inbox i SET processed_at = now(), attempts = attempts + 1, workspace = j.workspace
                   FROM judged j WHERE i.id = j.id
                 RETURNING j.problem IS NULL AS ok
             )
@@ -149,7 +153,8 @@ public struct InboxProcessor: Sendable {
                 if let problem {
                     try await connection.query(
                         """
-                        INSERT INTO crm.dead_letters (inbox_id, reason) VALUES (\(id), \(problem))
+                        INSERT INTO crm.dead_letters (inbox_id, reason, workspace)
+                        VALUES (\(id), \(problem), (SELECT workspace FROM crm.connectors WHERE name = \(connector)))
                         ON CONFLICT (inbox_id) WHERE replayed_at IS NULL DO NOTHING
                         """, logger: logger)
                     outcome.deadLettered += 1
@@ -157,7 +162,11 @@ public struct InboxProcessor: Sendable {
                     outcome.applied += 1
                 }
                 try await connection.query(
-                    "UPDATE crm.inbox SET processed_at = now(), attempts = attempts + 1 WHERE id = \(id)", logger: logger)
+                    """
+                    UPDATE crm.inbox SET processed_at = now(), attempts = attempts + 1,
+                           workspace = (SELECT workspace FROM crm.connectors WHERE name = \(connector))
+                     WHERE id = \(id)
+                    """, logger: logger)
             }
             return outcome
         }

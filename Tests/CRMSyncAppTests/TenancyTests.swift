@@ -106,6 +106,13 @@ import Testing
             #expect(reasons == ["workspace nowhere is not configured",
                                 "contact external_id names connector emea-hs of workspace emea, but the event is for workspace apac"])
 
+            // The queue records where each event turned out to belong (nowhere known: NULL).
+            let placed = try await client.query(
+                "SELECT delivery_id, coalesce(workspace, '-') FROM crm.inbox ORDER BY delivery_id", logger: logger
+            ).collect().map { try $0.decode((String, String).self) }
+            #expect(placed.map { "\($0.0):\($0.1)" } == ["e1:emea", "e2:apac", "e3:-", "e4:emea", "e5:emea"])
+            #expect(try await int(client, "SELECT count(*)::int8 FROM crm.dead_letters WHERE workspace IS NULL") == 1)
+
             try await ReportReader().refreshAttribution(grossMargin: 0.5, lookbackDays: 90, halfLifeDays: 7, client: client, logger: logger)
             let touches = try await client.query(
                 "SELECT touch_key, connector, workspace FROM crm.touches WHERE source = 'events' ORDER BY touch_key", logger: logger
