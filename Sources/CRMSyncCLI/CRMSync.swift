@@ -303,7 +303,8 @@ struct Report: AsyncParsableCommand {
                         halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
                     return try await DashboardReader().read(workspace: workspace, client: client, logger: runtime.logger)
                 }
-                let html = HTMLReport.render(dashboard)
+                let html = workspace.map { HTMLReport.render(dashboard, title: "crm-sync: marketing programme report, workspace \($0)") }
+                    ?? HTMLReport.render(dashboard)
                 do {
                     try Data(html.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
                 } catch {

@@ -147,6 +147,12 @@ import Testing
             #expect(lines.last?.hasSuffix(",apac") == true)
             let table = try await cli.run(["report", "roi", "--model", "linear"], environment: env)
             #expect(table.stdout.hasPrefix("workspace") && table.stdout.contains("emea") && table.stdout.contains("apac"), "\(table.stdout)")
+            let page = FileManager.default.temporaryDirectory.appendingPathComponent("tenancy-\(UUID().uuidString).html").path
+            defer { try? FileManager.default.removeItem(atPath: page) }
+            let html = try await cli.run(["report", "html", "--out", page, "--workspace", "emea"], environment: env)
+            #expect(html.status == 0, "\(html.stderr)")
+            let text = try String(contentsOfFile: page, encoding: .utf8)
+            #expect(text.contains("<title>crm-sync: marketing programme report, workspace emea</title>") && text.contains("webinar"))
             let bad = try await cli.run(["costs", "import", "/dev/null", "--workspace", "Sales EMEA"], environment: env)
             #expect(bad.status != 0 && bad.stderr.contains("--workspace: 'Sales EMEA' is not a workspace name"), "\(bad.stderr)")
         }
