@@ -120,7 +120,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CRMSyncCoreTests", dependencies: ["CRMSyncCore"]),
-        .testTarget(name: "CRMSyncConfigTests", dependencies: ["CRMSyncConfig"]),
+        .testTarget(name: "CRMSyncConfigTests", dependencies: ["CRMSyncConfig", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "CRMSyncStorageTests", dependencies: ["CRMSyncStorage", "CRMSyncTestSupport"]),
         .testTarget(
             name: "CRMSyncConnectorsTests",
