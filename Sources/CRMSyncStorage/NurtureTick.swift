@@ -71,20 +71,19 @@ public struct NurtureTick: Sendable {
 
     // MARK: (a) enrolment
 
-    /// Contacts whose trigger fired: engagement events since the watermark, deals that entered the
+    /// Contacts whose trigger fired: engagement events not consumed yet, deals that entered the
     /// trigger stage in the last 30 days, contacts dormant for the sequence's days. A contact is
     /// enrolled in a sequence at most once, never when suppressed.
     func enroll(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await count(
             """
-            WITH wm AS (
-                SELECT touch_id FROM crm.nurture_watermarks WHERE name = 'enroll' FOR UPDATE
-            ), top AS (
-                SELECT coalesce(max(id), 0) AS id FROM crm.touches
+            WITH taken AS (
+                -- consumed in this transaction: a touch committed later waits for the next tick
+                DELETE FROM crm.nurture_pending_touches q WHERE q.phase = 'enroll' RETURNING q.touch_id
             ), fresh AS (
                 SELECT t.connector, t.contact_external_id, t.kind, t.campaign, t.url
-                  FROM crm.touches t, wm, top
-                 WHERE t.id > wm.touch_id AND t.id <= top.id AND t.contact_external_id IS NOT NULL
+                  FROM taken JOIN crm.touches t ON t.id = taken.touch_id
+                 WHERE t.contact_external_id IS NOT NULL
             ), candidates AS (
                 SELECT f.connector, f.contact_external_id, s.name AS sequence
                   FROM fresh f
@@ -123,8 +122,6 @@ public struct NurtureTick: Sendable {
                   FROM input i JOIN due d ON d.id = i.id
                 ON CONFLICT (connector, contact_external_id, sequence) DO NOTHING
                 RETURNING 1
-            ), moved AS (
-                UPDATE crm.nurture_watermarks w SET touch_id = top.id FROM top WHERE w.name = 'enroll' RETURNING 1
             )
             SELECT (SELECT count(*) FROM inserted)
             """.with(now: now), connection)
@@ -342,23 +339,21 @@ public struct NurtureTick: Sendable {
 
     // MARK: (f) scoring and hand-off
 
-    /// Adds the points of the touches since the scoring watermark; a contact crossing its
+    /// Adds the points of the touches not scored yet (each once); a contact crossing its
     /// connector's threshold is handed to sales: a `crm.handoffs` row with its SLA clock, a
     /// `handoff` command to the MA tool and a `create_task` for the owner in the CRM.
     func score(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await connection.query(
             """
-            WITH wm AS (
-                SELECT touch_id FROM crm.nurture_watermarks WHERE name = 'scoring' FOR UPDATE
-            ), top AS (
-                SELECT coalesce(max(id), 0) AS id FROM crm.touches
+            WITH taken AS (
+                DELETE FROM crm.nurture_pending_touches q WHERE q.phase = 'scoring' RETURNING q.touch_id
             ), points AS (
                 SELECT t.connector, t.contact_external_id, sum(r.points) AS points
-                  FROM crm.touches t
-                 CROSS JOIN wm CROSS JOIN top
+                  FROM taken
+                  JOIN crm.touches t ON t.id = taken.touch_id
                   JOIN crm.nurture_scoring_rules r ON r.connector = t.connector AND r.event = t.kind
                    AND (r.matching IS NULL OR strpos(coalesce(t.url, ''), r.matching) > 0 OR t.campaign = r.matching)
-                 WHERE t.id > wm.touch_id AND t.id <= top.id AND t.contact_external_id IS NOT NULL
+                 WHERE t.contact_external_id IS NOT NULL
                  GROUP BY 1, 2
             ), scored AS (
                 INSERT INTO crm.lead_scores (connector, contact_external_id, score, updated_at)
@@ -366,10 +361,8 @@ public struct NurtureTick: Sendable {
                 ON CONFLICT (connector, contact_external_id)
                 DO UPDATE SET score = crm.lead_scores.score + EXCLUDED.score, updated_at = EXCLUDED.updated_at
                 RETURNING 1
-            ), moved AS (
-                UPDATE crm.nurture_watermarks w SET touch_id = top.id FROM top WHERE w.name = 'scoring' RETURNING 1
             )
-            SELECT (SELECT count(*) FROM scored), (SELECT count(*) FROM moved)
+            SELECT (SELECT count(*) FROM scored), (SELECT count(*) FROM taken)
             """.with(now: now), logger: logger)
         return try await count(
             """
