@@ -86,9 +86,13 @@ public enum MappingLoader {
             policy.scoring.append(.init(event: try rule.requiredString("event"), matching: try rule.string("matching"), points: points))
         }
         if let handoff = try map.map("handoff") {
-            try handoff.rejectUnknown(allowed: ["threshold", "sla"])
+            try handoff.rejectUnknown(allowed: ["threshold", "sla", "escalate_to"])
             if let threshold = try handoff.int("threshold") { policy.handoffThreshold = threshold }
             if let sla = try handoff.duration("sla") { policy.slaFirstTouch = sla }
+            if let owner = try handoff.string("escalate_to") {
+                guard !owner.isEmpty else { throw handoff.error("escalate_to", "must name a CRM owner id") }
+                policy.slaEscalateTo = owner
+            }
         }
         return policy
     }

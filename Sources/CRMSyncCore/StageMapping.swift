@@ -80,6 +80,9 @@ public struct NurturePolicy: Sendable, Equatable {
     public var scoring: [ScoringRule]
     public var handoffThreshold: Int
     public var slaFirstTouch: Duration
+    /// Who gets the task when a hand-off misses its SLA (a CRM owner id, e.g. the sales
+    /// manager); nil: the lead's own owner.
+    public var slaEscalateTo: String?
 
     public init(
         salesActivityWindow: Duration = .seconds(14 * 86_400),
@@ -89,7 +92,8 @@ public struct NurturePolicy: Sendable, Equatable {
         reactivationSequence: String? = nil,
         scoring: [ScoringRule] = [],
         handoffThreshold: Int = 50,
-        slaFirstTouch: Duration = .seconds(24 * 3_600)
+        slaFirstTouch: Duration = .seconds(24 * 3_600),
+        slaEscalateTo: String? = nil
     ) {
         self.salesActivityWindow = salesActivityWindow
         self.silencingActivities = silencingActivities
@@ -99,5 +103,6 @@ public struct NurturePolicy: Sendable, Equatable {
         self.scoring = scoring
         self.handoffThreshold = handoffThreshold
         self.slaFirstTouch = slaFirstTouch
+        self.slaEscalateTo = slaEscalateTo
     }
 }

@@ -111,14 +111,14 @@ public struct NurtureDefinitions: Sendable {
                 try await connection.query(
                     """
                     INSERT INTO crm.nurture_policies (connector, sales_owned, activity_window, activities, max_silent, stall_after,
-                                                      reactivation_sequence, handoff_threshold, sla)
+                                                      reactivation_sequence, handoff_threshold, sla, escalate_to)
                     VALUES (\(p.connector), \(p.salesOwned.map(\.rawValue).sorted()),
                             make_interval(secs => \(Self.seconds(policy.salesActivityWindow))),
                             \(policy.silencingActivities.map(\.rawValue).sorted()),
                             make_interval(secs => \(Self.seconds(policy.maxSilentPeriod))),
                             make_interval(secs => \(Self.seconds(policy.stallAfter))),
                             \(policy.reactivationSequence), \(policy.handoffThreshold),
-                            make_interval(secs => \(Self.seconds(policy.slaFirstTouch))))
+                            make_interval(secs => \(Self.seconds(policy.slaFirstTouch))), \(policy.slaEscalateTo))
                     """, logger: logger)
                 for (index, rule) in policy.scoring.enumerated() {
                     try await connection.query(

@@ -498,7 +498,8 @@ public struct NurtureTick: Sendable {
     // MARK: (g) SLA
 
     /// Records each hand-off's first call or meeting by its owner, marks a breach when none came by
-    /// the SLA, and keeps an open breach's clock running for `reporting.sla_breaches`.
+    /// the SLA and escalates it (a CRM task, once per hand-off), and keeps an open breach's clock
+    /// running for `reporting.sla_breaches`.
     func sla(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await connection.query(
             """
@@ -519,7 +520,20 @@ public struct NurtureTick: Sendable {
                 UPDATE crm.handoffs SET breached_at = $1, checked_at = $1
                  WHERE breached_at IS NULL AND sla_due_at < $1
                    AND (first_sales_touch_at IS NULL OR first_sales_touch_at > sla_due_at)
-                RETURNING 1
+                RETURNING connector, contact_external_id, owner, score, handed_off_at, sla_due_at
+            ), escalated AS (
+                -- to the policy's escalation owner (a sales manager), else to the lead's owner
+                SELECT b.*, coalesce(p.escalate_to, b.owner) AS escalate_owner
+                  FROM breached b LEFT JOIN crm.nurture_policies p ON p.connector = b.connector
+            ), task AS (
+                \(NurtureSQL.insertCommand(
+                    type: "create_task", destination: "x.connector",
+                    idKey: "'create_task|sla|' || x.connector || '|' || x.contact_external_id || '|' || extract(epoch FROM x.handed_off_at)",
+                    from: "escalated x", now: "$1", sequence: "NULL", step: "NULL", reason: "'sla_breach'",
+                    extra: NurtureSQL.taskFields(
+                        owner: "x.escalate_owner", deal: "NULL",
+                        subject: "'SLA missed: lead (score ' || x.score || ') handed off ' || to_char(x.handed_off_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC' || coalesce(' to owner ' || x.owner, '') || ' has had no call or meeting'",
+                        due: "$1")))
             )
             SELECT count(*) FROM breached
             """.with(now: now), connection)

@@ -175,11 +175,38 @@ import Testing
             #expect(try await h.tick(t + 23 * Self.hour).breaches == 0)
             #expect(try await h.tick(t + 30 * Self.hour).breaches == 1)
             #expect(try await h.tick(t + 30 * Self.hour) == NurtureTick.Summary())
+            // Escalated once: a task due at once for the mapping's escalation owner (none in the
+            // shipped HubSpot mapping: the lead's owner), naming what was missed.
+            let escalations = try await h.commands("create_task", contact: "late").filter { $0.payload.contains("SLA missed") }
+            #expect(escalations.count == 1)
+            let task = try #require(escalations.first)
+            #expect(task.destination == "hs" && H.iso(task.createdAt) == "2026-11-17T07:00:00Z")
+            #expect(task.payload.contains("\"owner\": \"owner-2\"") && task.payload.contains("\"due\": \"2026-11-17T07:00:00Z\""), "\(task.payload)")
+            #expect(task.payload.contains("SLA missed: lead (score 60) handed off 2026-11-16 01:00 UTC to owner owner-2 has had no call or meeting"))
+            #expect(try await h.commands("create_task", contact: "quick").count == 1, "the hand-off task only")
             let rows = try await client.query(
                 "SELECT contact_external_id, owner, first_sales_touch_at, hours_late::text FROM reporting.sla_breaches", logger: h.logger).collect()
             #expect(rows.count == 1)
             let (contact, owner, touch, hours) = try rows[0].decode((String, String?, Date?, String).self)
             #expect(contact == "late" && owner == "owner-2" && touch == nil && Decimal(string: hours) == 6)
+        }
+    }
+
+    /// With `handoff.escalate_to` in the mapping, the missed SLA's task goes to that owner.
+    @Test func aMissedSLAIsEscalatedToTheMappingsEscalationOwner() async throws {
+        try await TestDatabase.with { client, _ in
+            let h = try H(client: client)
+            var definitions = h.definitions
+            definitions.policies[0].policy.slaEscalateTo = "manager-9"
+            try await h.contact("slow", owner: "owner-2")
+            let t = H.at("2026-11-16T01:00:00Z")
+            for i in 0..<4 { try await h.touch("form.submitted", "slow", at: t - Double(i) * Self.hour, campaign: "contact-us") }
+            let tick = NurtureTick(client: client, logger: h.logger)
+            #expect(try await tick.run(definitions: definitions, now: t).handedOff == 1)
+            #expect(try await tick.run(definitions: definitions, now: t + 25 * Self.hour).breaches == 1)
+            let tasks = try await h.commands("create_task", contact: "slow").map(\.payload)
+            #expect(tasks.count == 2, "the hand-off task and the escalation")
+            #expect(tasks.contains { $0.contains("SLA missed") && $0.contains("\"owner\": \"manager-9\"") }, "\(tasks)")
         }
     }
 }

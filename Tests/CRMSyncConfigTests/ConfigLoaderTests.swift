@@ -107,6 +107,14 @@ import Testing
         }
     }
 
+    @Test func aHandOffMayNameWhoMissedSLAsAreEscalatedTo() throws {
+        let shipped = try String(contentsOfFile: "\(Self.root)/Mappings/hubspot.yaml", encoding: .utf8)
+        #expect(try MappingLoader.parse(text: shipped, file: "hubspot.yaml").policy.slaEscalateTo == nil)
+        let text = shipped.replacingOccurrences(of: "    threshold: 50\n", with: "    threshold: 50\n    escalate_to: \"manager-9\"\n")
+        #expect(text != shipped)
+        #expect(try MappingLoader.parse(text: text, file: "hubspot.yaml").policy.slaEscalateTo == "manager-9")
+    }
+
     @Test func badValuesAreRefusedWithTheKey() {
         let badKind = contractExample.replacingOccurrences(of: "kind: hubspot", with: "kind: zoho")
         #expect(throws: ConfigError.self) { try parse(badKind) }
