@@ -80,7 +80,13 @@ public struct SyncEngine: Sendable {
             var logger = logger
             logger[metadataKey: "stream"] = "\(stream.key)"
             let recordsBefore = summary.records
-            while let page = try await pager.next() {
+            var upcoming = try await pager.next()
+            while let page = upcoming {
+                // The next page is fetched while this one is written: a pager's position depends only
+                // on the CRM's answers, and the cursor still moves one committed page at a time. A
+                // failed write cancels the fetch; a failed fetch leaves this page committed.
+                let current = pager
+                async let fetched = Self.advance(current)
                 position = position.advanced(over: page.stamps)
                 let outcome = try await writer.commit(page.batch, cursor: (stream.key, position), client: client, logger: logger)
                 if full { seen.formUnion(page.ids) }
@@ -96,6 +102,7 @@ public struct SyncEngine: Sendable {
                     let elapsed = (ContinuousClock.now - started).seconds
                     progress("\(config.name) \(stream.key): \(summary.records) records, \(summary.pages) pages, \(Int(Double(summary.records) / max(elapsed, 0.001))) records/s, \(connector.http.stats.retries) retries")
                 }
+                (upcoming, pager) = try await fetched
             }
             // Deletes have their own channel; a deletion is applied with no cursor change.
             let deletions = try await connector.deletions(for: stream, since: full ? nil : anchor)
@@ -123,6 +130,13 @@ public struct SyncEngine: Sendable {
         summary.seconds = (ContinuousClock.now - started).seconds
         Gauge(label: "crm_sync_last_success_timestamp_seconds", dimensions: [("connector", config.name)]).record(Date().timeIntervalSince1970)
         return summary
+    }
+
+    /// One step of a pager, handed back advanced, so it can run beside the write of the page before.
+    static func advance(_ pager: any ChangePager) async throws -> (ChangePage?, any ChangePager) {
+        var pager = pager
+        let page = try await pager.next()
+        return (page, pager)
     }
 
     static func table(for stream: SyncStream) -> String? {
