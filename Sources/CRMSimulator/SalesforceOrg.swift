@@ -118,6 +118,8 @@ struct SalesforceOrg {
         "Campaign": ["Id", "Name", "Type", "Status", "StartDate", "EndDate", "IsActive", "ActualCost", "BudgetedCost",
                      "CurrencyIsoCode", "CreatedDate", "SystemModstamp", "IsDeleted"],
         "Organization": ["Id", "Name", "DefaultCurrencyIsoCode", "IsSandbox", "SystemModstamp"],
+        "OpportunityStage": ["Id", "ApiName", "MasterLabel", "SortOrder", "IsActive", "IsClosed", "IsWon", "DefaultProbability",
+                             "SystemModstamp"],
         "CampaignMember": ["Id", "CampaignId", "ContactId", "LeadId", "Status", "HasResponded", "CreatedDate",
                            "SystemModstamp", "IsDeleted"],
     ]
@@ -145,6 +147,7 @@ struct SalesforceOrg {
         case "Campaign": campaigns()
         case "CampaignMember": campaignMembers()
         case "Organization": [organization()]
+        case "OpportunityStage": opportunityStages()
         default: []   // Lead: the simulated org has none
         }
     }
@@ -165,6 +168,27 @@ struct SalesforceOrg {
             "DefaultCurrencyIsoCode": .string(currency), "IsSandbox": .bool(false),
             "SystemModstamp": .dateTime(data.owners.first?.createdAt ?? 0),
         ])
+    }
+
+    /// The default sales process's stage picklist, as `OpportunityStage` lists it; `Recycled` is a
+    /// stage the org added, and one inactive stage shows that only active ones should be read.
+    func opportunityStages() -> [SObjectRow] {
+        let stages: [(String, Bool, Bool, Bool, Int)] = [   // ApiName, active, closed, won, probability
+            ("Prospecting", true, false, false, 10), ("Qualification", true, false, false, 10),
+            ("Needs Analysis", true, false, false, 20), ("Value Proposition", true, false, false, 50),
+            ("Id. Decision Makers", true, false, false, 60), ("Perception Analysis", true, false, false, 70),
+            ("Proposal/Price Quote", true, false, false, 75), ("Negotiation/Review", true, false, false, 90),
+            ("Recycled", true, false, false, 5), ("Closed Won", true, true, true, 100), ("Closed Lost", true, true, false, 0),
+            ("Legacy Evaluation", false, false, false, 30),
+        ]
+        return stages.enumerated().map { index, stage in
+            SObjectRow(fields: [
+                "Id": .string(SalesforceID.make("01J", index + 1)), "ApiName": .string(stage.0), "MasterLabel": .string(stage.0),
+                "SortOrder": .number(Decimal(index + 1)), "IsActive": .bool(stage.1), "IsClosed": .bool(stage.2),
+                "IsWon": .bool(stage.3), "DefaultProbability": .number(Decimal(stage.4)),
+                "SystemModstamp": .dateTime(data.owners.first?.createdAt ?? 0),
+            ])
+        }
     }
 
     private func owner(_ text: String?) -> SFValue { .id(SalesforceID.user, text.flatMap { Int($0) }) }

@@ -49,8 +49,8 @@ public protocol CRMConnector: Sendable {
     var http: CRMHTTPClient { get }
 }
 
-/// CRMs that list their deal pipelines and stages (HubSpot, Pipedrive). Salesforce has one stage
-/// picklist, keyed by `StageName`, which the mapping names directly.
+/// CRMs that list their deal pipelines and stages: HubSpot and Pipedrive their pipelines,
+/// Salesforce its one Opportunity stage picklist (`OpportunityStage`).
 public protocol PipelineListing: Sendable {
     func pipelineStages() async throws -> [PipelineStage]
 }

@@ -163,6 +163,28 @@ public struct SalesforceConnector: CRMConnector {
         return deletions
     }
 
+    /// The active stages of the Opportunity stage picklist (`OpportunityStage`), in the order the
+    /// org shows them. Salesforce has one picklist, listed as the mapping's `default` pipeline.
+    public func pipelineStages() async throws -> [PipelineStage] {
+        let spec = Spec(object: "OpportunityStage", fields: ["ApiName", "MasterLabel", "SortOrder"])
+        var response = try await query(
+            "SELECT ApiName, MasterLabel, SortOrder FROM OpportunityStage WHERE IsActive = true ORDER BY SortOrder", spec: spec)
+        var stages: [PipelineStage] = []
+        while true {
+            for record in response.records {
+                guard let apiName = record.string("ApiName") else {
+                    throw ConnectorError.malformedResponse(connector: name, what: "query OpportunityStage: a stage without ApiName")
+                }
+                let order = record.decimal("SortOrder").map { NSDecimalNumber(decimal: $0).intValue } ?? stages.count
+                stages.append(PipelineStage(pipeline: "default", pipelineLabel: "Opportunity", stage: apiName,
+                                            label: record.string("MasterLabel"), displayOrder: order))
+            }
+            guard !response.done, let path = response.nextRecordsUrl else { break }
+            response = try await more(path, spec: spec)
+        }
+        return stages
+    }
+
     /// The corporate currency of an org without multiple currencies.
     func organizationCurrency() async throws -> String {
         let spec = Spec(object: "Organization", fields: ["DefaultCurrencyIsoCode"])
@@ -326,3 +348,5 @@ extension ConnectorError {
         return message.contains("INVALID_QUERY_LOCATOR")
     }
 }
+
+extension SalesforceConnector: PipelineListing {}

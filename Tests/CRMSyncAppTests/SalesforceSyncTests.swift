@@ -214,6 +214,18 @@ import Testing
                 #expect(first.requests > 0)
                 #expect(first.unmappedStages.isEmpty, "unmapped: \(first.unmappedStages)")
                 compare(await Self.expected(state), try await actual(client))
+                // The org's active stage picklist, in its order, each with the mapping's stage.
+                let stages = try await client.query(
+                    """
+                    SELECT stage, canonical_stage, sales_owned FROM reporting.pipeline_stages
+                     WHERE connector = 'sf' ORDER BY display_order
+                    """, logger: logger
+                ).collect().map { try $0.decode((String, String?, Bool).self) }
+                #expect(stages.map(\.0) == ["Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+                                           "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Recycled",
+                                           "Closed Won", "Closed Lost"], "inactive stages are not listed")
+                #expect(stages.first { $0.0 == "Negotiation/Review" }.map { "\($0.1 ?? "-") \($0.2)" } == "negotiation true")
+                #expect(stages.first { $0.0 == "Closed Lost" }.map { "\($0.1 ?? "-") \($0.2)" } == "closed_lost false")
                 let historyRows = try await count("SELECT count(*)::int8 FROM crm.stage_history", client)
 
                 let quiet = try await sync(config, client: client)
@@ -340,7 +352,8 @@ import Testing
                 #expect(refused.status != 0)
                 let lines = refused.stderr.split(separator: "\n")
                 #expect(lines.count == 1, "stderr: \(refused.stderr)")
-                #expect(lines.last?.contains("sf: authentication failed (query User: INVALID_SESSION_ID: Session expired or invalid)") == true,
+                // (the stage picklist is the first thing a run reads)
+                #expect(lines.last?.contains("sf: authentication failed (query OpportunityStage: INVALID_SESSION_ID: Session expired or invalid)") == true,
                         "stderr: \(refused.stderr)")
             }
         }
