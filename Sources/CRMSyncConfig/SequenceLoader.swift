@@ -54,6 +54,7 @@ public enum SequenceLoader {
         let root = try YAMLMap.document(file: file, text: text)
         try root.rejectUnknown(allowed: [
             "name", "description", "trigger", "time_zone", "send_window", "holidays", "steps", "tracks", "branches", "goals",
+            "reenroll_after",
         ])
         let name = try root.requiredString("name")
         guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
@@ -130,9 +131,16 @@ public enum SequenceLoader {
                 goals.append(.event(type: event, asset: try map.string("asset")))
             }
         }
+        let reenrollAfter = try root.duration("reenroll_after")
+        if let reenrollAfter, reenrollAfter < .seconds(86_400) {
+            throw root.error("reenroll_after", "must be at least 1d (a contact re-entering sooner would get the same mails again)")
+        }
+        if reenrollAfter != nil, trigger == .stalled {
+            throw root.error("reenroll_after", "a stalled-prospect sequence is entered once per stall, not by its own trigger")
+        }
         return NurtureSequence(
             name: name, description: try root.string("description"), trigger: trigger, tracks: tracks,
-            branches: branches, goals: goals, calendar: calendar)
+            branches: branches, goals: goals, calendar: calendar, reenrollAfter: reenrollAfter)
     }
 
     static func checkEvent(_ map: YAMLMap, _ key: String, _ event: String) throws(ConfigError) {

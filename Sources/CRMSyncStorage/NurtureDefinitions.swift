@@ -31,7 +31,7 @@ public struct NurtureDefinitions: Sendable {
         for s in sequences {
             lines.append("seq \(s.name) \(s.trigger) \(s.calendar.timeZone.identifier) \(s.calendar.window.text) \(s.calendar.name) \(s.calendar.holidays.sorted()) \(s.calendar.weekend.sorted())")
             for step in s.allSteps { lines.append("  step \(step.track) \(step.position) \(step.step)") }
-            lines.append("  \(s.branches) \(s.goals)")
+            lines.append("  \(s.branches) \(s.goals) reenroll \(s.reenrollAfter.map { "\($0)" } ?? "never")")
         }
         for p in policies { lines.append("policy \(p.connector) \(p.salesOwned.map(\.rawValue).sorted()) \(p.policy)") }
         return lines.joined(separator: "\n")
@@ -61,9 +61,10 @@ public struct NurtureDefinitions: Sendable {
                 try await connection.query(
                     """
                     INSERT INTO crm.nurture_sequences (name, trigger_kind, trigger_event, trigger_asset, trigger_stage, dormant_days,
-                                                       time_zone, window_start, window_end, calendar)
+                                                       time_zone, window_start, window_end, calendar, reenroll_after)
                     VALUES (\(s.name), \(kind), \(event), \(asset), \(stage), \(dormant), \(s.calendar.timeZone.identifier),
-                            \(Self.time(s.calendar.window.start))::time, \(Self.time(s.calendar.window.end))::time, \(s.calendar.name))
+                            \(Self.time(s.calendar.window.start))::time, \(Self.time(s.calendar.window.end))::time, \(s.calendar.name),
+                            make_interval(secs => \(s.reenrollAfter.map(Self.seconds))))
                     """, logger: logger)
                 var trackOfStep: [Int: String] = [:]
                 for item in s.allSteps {

@@ -72,8 +72,9 @@ public struct NurtureTick: Sendable {
     // MARK: (a) enrolment
 
     /// Contacts whose trigger fired: engagement events not consumed yet, deals that entered the
-    /// trigger stage in the last 30 days, contacts dormant for the sequence's days. A contact is
-    /// enrolled in a sequence at most once, never when suppressed.
+    /// trigger stage in the last 30 days, contacts dormant for the sequence's days. A contact runs a
+    /// sequence once, or again when its `reenroll_after` has passed since the last run ended and
+    /// the trigger fired after that; never while a run is live, never when suppressed.
     func enroll(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await count(
             """
@@ -81,22 +82,26 @@ public struct NurtureTick: Sendable {
                 -- consumed in this transaction: a touch committed later waits for the next tick
                 DELETE FROM crm.nurture_pending_touches q WHERE q.phase = 'enroll' RETURNING q.touch_id
             ), fresh AS (
-                SELECT t.connector, t.contact_external_id, t.kind, t.campaign, t.url
+                SELECT t.connector, t.contact_external_id, t.kind, t.campaign, t.url, t.occurred_at
                   FROM taken JOIN crm.touches t ON t.id = taken.touch_id
                  WHERE t.contact_external_id IS NOT NULL
-            ), candidates AS (
-                SELECT f.connector, f.contact_external_id, s.name AS sequence
+            ), fired AS (
+                -- when the trigger fired: a contact re-enters only on a firing after its last run ended
+                SELECT f.connector, f.contact_external_id, s.name AS sequence, f.occurred_at AS fired_at
                   FROM fresh f
                   JOIN crm.nurture_sequences s ON s.trigger_kind = 'event' AND s.trigger_event = f.kind
                    AND (s.trigger_asset IS NULL OR f.campaign = s.trigger_asset OR strpos(coalesce(f.url, ''), s.trigger_asset) > 0)
-                UNION
-                SELECT dc.connector, dc.contact_external_id, s.name
+                UNION ALL
+                SELECT dc.connector, dc.contact_external_id, s.name,
+                       coalesce((SELECT max(h.entered_at) FROM crm.stage_history h
+                                  WHERE h.connector = d.connector AND h.deal_external_id = d.external_id
+                                    AND h.canonical_stage = s.trigger_stage), d.modified_at)
                   FROM crm.nurture_sequences s
                   JOIN crm.deals d ON d.canonical_stage = s.trigger_stage AND NOT d.deleted
                   JOIN crm.deal_contacts dc ON dc.connector = d.connector AND dc.deal_external_id = d.external_id
                  WHERE s.trigger_kind = 'stage' AND d.modified_at <= $1 AND d.modified_at > $1 - interval '30 days'
-                UNION
-                SELECT c.connector, c.external_id, s.name
+                UNION ALL
+                SELECT c.connector, c.external_id, s.name, $1::timestamptz
                   FROM crm.nurture_sequences s
                   JOIN crm.contacts c ON NOT c.deleted
                  WHERE s.trigger_kind = 'dormant'
@@ -108,19 +113,28 @@ public struct NurtureTick: Sendable {
                    AND NOT EXISTS (SELECT 1 FROM crm.activities a
                                     WHERE a.connector = c.connector AND a.contact_external_ids @> ARRAY[c.external_id] AND NOT a.deleted
                                       AND a.occurred_at > $1 - make_interval(days => s.dormant_days))
+            ), candidates AS (
+                SELECT connector, contact_external_id, sequence, max(fired_at) AS fired_at FROM fired GROUP BY 1, 2, 3
             ), input AS (
                 SELECT row_number() OVER () AS id, c.connector, c.contact_external_id, c.sequence,
                        $1::timestamptz AS from_ts, st.delay_business_days AS days
                   FROM candidates c
+                  JOIN crm.nurture_sequences s ON s.name = c.sequence
                   JOIN crm.nurture_steps st ON st.sequence = c.sequence AND st.track = 'main' AND st.position = 1
                  WHERE NOT EXISTS (SELECT 1 FROM crm.nurture_suppressions x
                                     WHERE x.connector = c.connector AND x.contact_external_id = c.contact_external_id)
+                   -- once per contact, unless the sequence allows re-entry a while after the last run ended
+                   AND NOT EXISTS (SELECT 1 FROM crm.enrollments e
+                                    WHERE e.connector = c.connector AND e.contact_external_id = c.contact_external_id
+                                      AND e.sequence = c.sequence AND e.status IN ('completed', 'exited')
+                                      AND (s.reenroll_after IS NULL OR e.updated_at > $1 - s.reenroll_after
+                                           OR c.fired_at <= e.updated_at))
             ), \(NurtureSQL.due("due", input: "input")), inserted AS (
                 INSERT INTO crm.enrollments (connector, contact_external_id, sequence, track, step, status, next_step_due_at,
                                              enrolled_at, updated_at)
                 SELECT i.connector, i.contact_external_id, i.sequence, 'main', 0, 'active', d.due, $1, $1
                   FROM input i JOIN due d ON d.id = i.id
-                ON CONFLICT (connector, contact_external_id, sequence) DO NOTHING
+                ON CONFLICT (connector, contact_external_id, sequence) WHERE status IN ('active', 'paused') DO NOTHING
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM inserted)
@@ -469,12 +483,8 @@ public struct NurtureTick: Sendable {
                                              enrolled_at, updated_at)
                 SELECT i.connector, i.contact_external_id, i.sequence, 'main', 0, 'active', d.due, $1, $1
                   FROM input i JOIN due d ON d.id = i.id
-                ON CONFLICT (connector, contact_external_id, sequence) DO UPDATE
-                   SET status = 'active', track = 'main', track_position = 0, step = 0, last_sent_at = NULL,
-                       next_step_due_at = EXCLUDED.next_step_due_at, enrolled_at = EXCLUDED.enrolled_at,
-                       updated_at = EXCLUDED.updated_at, exit_reason = NULL, paused_reason = NULL, paused_at = NULL,
-                       remaining_delay = NULL
-                 WHERE crm.enrollments.status IN ('completed', 'exited')
+                -- a new run (a new id, so its commands are new ones); none while one is live
+                ON CONFLICT (connector, contact_external_id, sequence) WHERE status IN ('active', 'paused') DO NOTHING
                 RETURNING 1
             ), task AS (
                 \(NurtureSQL.insertCommand(

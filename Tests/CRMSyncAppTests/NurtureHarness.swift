@@ -120,8 +120,9 @@ struct NurtureHarness {
     func enrollments(_ contact: String) async throws -> [String: Enrollment] {
         let rows = try await client.query(
             """
-            SELECT sequence, step, status, paused_reason, next_step_due_at FROM reporting.nurture_enrollments
+            SELECT sequence, step, status, paused_reason, next_step_due_at FROM crm.enrollments
              WHERE connector = \(Self.connector) AND contact_external_id = \(contact)
+             ORDER BY enrolled_at, id   -- a sequence run again: its latest run
             """, logger: logger
         ).collect()
         var result: [String: Enrollment] = [:]

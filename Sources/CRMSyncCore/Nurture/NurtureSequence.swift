@@ -69,11 +69,15 @@ public struct NurtureSequence: Sendable, Equatable {
     public var branches: [Branch]
     public var goals: [Goal]
     public var calendar: BusinessCalendar
+    /// A contact whose enrolment ended at least this long ago may enter again when the trigger
+    /// fires anew; nil: once per contact, ever.
+    public var reenrollAfter: Duration?
 
     public init(
         name: String, description: String? = nil, trigger: Trigger, tracks: [String: [Step]], branches: [Branch] = [],
-        goals: [Goal] = [], calendar: BusinessCalendar
+        goals: [Goal] = [], calendar: BusinessCalendar, reenrollAfter: Duration? = nil
     ) {
+        self.reenrollAfter = reenrollAfter
         self.name = name
         self.description = description
         self.trigger = trigger
