@@ -269,7 +269,8 @@ actor FlakyReceiver {
                     byTwo = byTwo + second
                     clock.advance(by: 7200)
                 }
-                #expect(byOne.delivered > 0 && byTwo.delivered > 0, "both replicas did some of the work: \(byOne) / \(byTwo)")
+                // Which replica wins each claim is the scheduler's business (on a loaded machine one can
+                // win them all); what must hold is that no command is sent by both.
                 #expect(byOne.delivered + byTwo.delivered == 40)
             }
             #expect(try await rows(client).allSatisfy { $0.delivered })
