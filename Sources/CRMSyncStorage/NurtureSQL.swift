@@ -7,6 +7,8 @@ enum NurtureSQL {
     /// CTEs turning `input(id, sequence, from_ts, days)` into `name(id, due)`: `days` business days
     /// after `from_ts` in the sequence's calendar, moved into its send window (the rule of
     /// `BusinessCalendar.due(from:businessDays:)`, by lookups in `crm.nurture_calendar_days`).
+    /// With `days` 0 the due time is `from_ts` itself when that instant is inside the window of a
+    /// business day, else the next window opening (always later): the send phase's gate.
     static func due(_ name: String, input: String) -> String {
         """
         \(name)_local AS (

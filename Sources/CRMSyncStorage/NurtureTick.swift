@@ -320,17 +320,31 @@ public struct NurtureTick: Sendable {
     }
 
     /// Sends at most one step per enrollment: the next step of its track whose due time has come
-    /// (and never a second one at the same instant). The step after it is due its delay after
-    /// *this* send, so a late or resumed enrollment never sends missed steps in a burst.
+    /// (and never a second one at the same instant), and only when `now` is inside the sequence's
+    /// send window on a business day of its calendar (local time in its zone; no weekend, no
+    /// holiday). A step found due outside the window (a tick at night, on a weekend or holiday, the
+    /// first one after an outage) is not sent: its due time moves to the next window opening, where
+    /// the first tick sends it. The command's `created_at` is `now`, the instant it was sent. The
+    /// step after it is due its delay after *this* send, so a late or resumed enrollment never
+    /// sends missed steps in a burst.
     func advance(_ now: Date, _ connection: PostgresConnection) async throws -> Int {
         try await count(
             """
-            WITH ready AS (
+            WITH found AS (
                 SELECT e.id, e.sequence, e.track, st.step, st.subject, nx.delay_business_days AS next_delay
                   FROM crm.enrollments e
                   JOIN crm.nurture_steps st ON st.sequence = e.sequence AND st.track = e.track AND st.position = e.track_position + 1
                   LEFT JOIN crm.nurture_steps nx ON nx.sequence = e.sequence AND nx.track = e.track AND nx.position = e.track_position + 2
                  WHERE e.status = 'active' AND e.next_step_due_at <= $1 AND (e.last_sent_at IS NULL OR e.last_sent_at < $1)
+            ), opening_input AS (
+                -- zero business days from now: now itself when the window is open, else its next opening
+                SELECT f.id, f.sequence, $1::timestamptz AS from_ts, 0 AS days FROM found f
+            ), \(NurtureSQL.due("opening", input: "opening_input")), deferred AS (
+                UPDATE crm.enrollments e SET next_step_due_at = o.due, updated_at = $1
+                  FROM opening o WHERE e.id = o.id AND o.due > $1
+                RETURNING 1
+            ), ready AS (
+                SELECT f.* FROM found f JOIN opening o ON o.id = f.id WHERE o.due <= $1
             ), input AS (
                 SELECT r.id, r.sequence, $1::timestamptz AS from_ts, r.next_delay AS days FROM ready r WHERE r.next_delay IS NOT NULL
             ), \(NurtureSQL.due("due", input: "input")), sent AS (
