@@ -98,7 +98,7 @@ public struct SendWindow: Sendable, Equatable {
 /// answer is computed from the instant passed in, never from the system clock.
 ///
 /// `due(from:businessDays:)` is the rule the nurture engine schedules by (the SQL in
-/// `NurtureSQL.dueCTE` implements the same rule over `crm.nurture_calendar_days`):
+/// `NurtureSQL.due` implements the same rule over `crm.nurture_calendar_days`):
 /// - 0 days: the moment itself when it is inside the window of a business day, else the next
 ///   window opening;
 /// - N days: the N-th business day after the local date, at the same local time, moved into the
