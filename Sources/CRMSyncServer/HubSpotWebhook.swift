@@ -36,7 +36,8 @@ enum HubSpotWebhook {
     /// One inbox event per subscription event. HubSpot's `eventId` alone is not unique, so the
     /// delivery id is (subscriptionId, eventId, occurredAt).
     static func parse(_ body: Data, connector: WebhookConnector) throws(WebhookBodyError) -> [InboxEvent] {
-        guard let json = try? JSONSerialization.jsonObject(with: body) else { throw WebhookBodyError("body is not JSON") }
+        let json: Any
+        do { json = try StrictJSON.parse(body) } catch { throw WebhookBodyError("body is not JSON: \(error)") }
         let items: [Any] = (json as? [Any]) ?? [json]
         guard !items.isEmpty else { throw WebhookBodyError("no events in the body") }
         guard items.count <= 1000 else { throw WebhookBodyError("more than 1000 events in one request") }
@@ -44,16 +45,20 @@ enum HubSpotWebhook {
         for (index, item) in items.enumerated() {
             let place = items.count > 1 ? "event \(index): " : ""
             guard let event = item as? [String: Any] else { throw WebhookBodyError("\(place)expected an object") }
-            guard let type = event["subscriptionType"] as? String, !type.isEmpty, type.count <= 100 else {
+            guard let type = event["subscriptionType"] as? String, InputLimits.fits(type, 100) else {
                 throw WebhookBodyError("\(place)missing subscriptionType")
             }
-            guard let eventID = JSONField.text(event["eventId"]) else { throw WebhookBodyError("\(place)missing eventId") }
+            guard let eventID = try JSONField.identifier(event["eventId"], field: "eventId", place: place) else {
+                throw WebhookBodyError("\(place)missing eventId")
+            }
             guard let occurredAt = JSONField.millis(event["occurredAt"]) else {
                 throw WebhookBodyError("\(place)occurredAt is not epoch milliseconds")
             }
-            guard let objectID = JSONField.text(event["objectId"]) else { throw WebhookBodyError("\(place)missing objectId") }
-            let subscription = JSONField.text(event["subscriptionId"]) ?? "0"
-            let change = self.change(type: type, objectID: objectID, event: event, connector: connector)
+            guard let objectID = try JSONField.identifier(event["objectId"], field: "objectId", place: place) else {
+                throw WebhookBodyError("\(place)missing objectId")
+            }
+            let subscription = try JSONField.identifier(event["subscriptionId"], field: "subscriptionId", place: place) ?? "0"
+            let change = try self.change(type: type, objectID: objectID, event: event, connector: connector, place: place)
             guard let raw = try? JSONSerialization.data(withJSONObject: event), !EngagementEventParser.containsNUL(raw) else {
                 throw WebhookBodyError("\(place)cannot re-encode the event")
             }
@@ -67,7 +72,8 @@ enum HubSpotWebhook {
         return events
     }
 
-    static func change(type: String, objectID: String, event: [String: Any], connector: WebhookConnector) -> CRMWebhookChange {
+    static func change(type: String, objectID: String, event: [String: Any], connector: WebhookConnector,
+                       place: String = "") throws(WebhookBodyError) -> CRMWebhookChange {
         let parts = type.split(separator: ".", maxSplits: 1).map(String.init)
         let objects = ["deal": "deal", "contact": "contact", "company": "company"]
         guard parts.count == 2, let object = objects[parts[0]] else {
@@ -76,7 +82,8 @@ enum HubSpotWebhook {
         switch parts[1] {
         case "propertyChange":
             let property = event["propertyName"] as? String
-            if object == "deal", property == "dealstage", let stage = JSONField.text(event["propertyValue"]) {
+            if object == "deal", property == "dealstage",
+               let stage = try JSONField.identifier(event["propertyValue"], field: "propertyValue", place: place) {
                 return CRMWebhookChange(object: object, action: .stageChanged, externalID: objectID, stage: stage,
                                         canonicalStage: connector.canonical(pipeline: nil, stage: stage), sourceType: type)
             }
@@ -86,8 +93,13 @@ enum HubSpotWebhook {
         case "deletion", "privacyDeletion":
             return CRMWebhookChange(object: object, action: .deleted, externalID: objectID, sourceType: type)
         case "merge":
-            let survivor = JSONField.text(event["primaryObjectId"]) ?? JSONField.text(event["newObjectId"]) ?? objectID
-            let merged = (event["mergedObjectIds"] as? [Any] ?? []).compactMap(JSONField.text).filter { $0 != survivor }
+            let primary = try JSONField.identifier(event["primaryObjectId"], field: "primaryObjectId", place: place)
+            let newObject = try JSONField.identifier(event["newObjectId"], field: "newObjectId", place: place)
+            let survivor = primary ?? newObject ?? objectID
+            var merged: [String] = []
+            for id in event["mergedObjectIds"] as? [Any] ?? [] {
+                if let id = try JSONField.identifier(id, field: "mergedObjectIds", place: place), id != survivor { merged.append(id) }
+            }
             return CRMWebhookChange(object: object, action: .merged, externalID: survivor, mergedIDs: merged, sourceType: type)
         default:
             return CRMWebhookChange(object: object, action: .unsupported, externalID: objectID, sourceType: type)

@@ -15,20 +15,22 @@ enum PipedriveWebhook {
     }
 
     static func parse(_ body: Data, connector: WebhookConnector) throws(WebhookBodyError) -> InboxEvent {
-        guard let json = try? JSONSerialization.jsonObject(with: body), let root = json as? [String: Any] else {
-            throw WebhookBodyError("body is not a JSON object")
-        }
+        let json: Any
+        do { json = try StrictJSON.parse(body) } catch { throw WebhookBodyError("body is not JSON: \(error)") }
+        guard let root = json as? [String: Any] else { throw WebhookBodyError("body is not a JSON object") }
         guard let meta = root["meta"] as? [String: Any] else { throw WebhookBodyError("missing meta") }
         guard (meta["version"] as? String) == "2.0" else { throw WebhookBodyError("only webhooks v2.0 are accepted") }
-        guard let id = JSONField.text(meta["id"]), id.count <= 200 else { throw WebhookBodyError("missing meta.id") }
+        guard let id = try JSONField.identifier(meta["id"], field: "meta.id") else { throw WebhookBodyError("missing meta.id") }
         guard let action = meta["action"] as? String, ["create", "change", "delete"].contains(action) else {
             throw WebhookBodyError("meta.action must be create, change or delete")
         }
-        guard let entity = meta["entity"] as? String, !entity.isEmpty, entity.count <= 100 else { throw WebhookBodyError("missing meta.entity") }
+        guard let entity = meta["entity"] as? String, InputLimits.fits(entity, 100) else { throw WebhookBodyError("missing meta.entity") }
         guard let occurredAt = JSONField.time(meta["timestamp"]) else { throw WebhookBodyError("meta.timestamp is not an ISO 8601 time") }
         let data = root["data"] as? [String: Any] ?? [:]
         let previous = root["previous"] as? [String: Any] ?? [:]
-        guard let entityID = JSONField.text(meta["entity_id"]) ?? JSONField.text(data["id"]) else {
+        let metaEntityID = try JSONField.identifier(meta["entity_id"], field: "meta.entity_id")
+        let dataID = try JSONField.identifier(data["id"], field: "data.id")
+        guard let entityID = metaEntityID ?? dataID else {
             throw WebhookBodyError("missing meta.entity_id")
         }
         let object = ["deal": "deal", "person": "contact", "organization": "company"][entity]
@@ -40,14 +42,18 @@ enum PipedriveWebhook {
             // Activities, notes, products…: the poll reads what reporting needs.
             change = CRMWebhookChange(object: entity, action: .hint, externalID: entityID, sourceType: type)
         case (let object?, "delete"):
-            if let survivor = JSONField.text(data["merged_to_id"]) ?? JSONField.text(meta["merged_to_id"]) {
+            let dataSurvivor = try JSONField.identifier(data["merged_to_id"], field: "data.merged_to_id")
+            let metaSurvivor = try JSONField.identifier(meta["merged_to_id"], field: "meta.merged_to_id")
+            if let survivor = dataSurvivor ?? metaSurvivor {
                 change = CRMWebhookChange(object: object, action: .merged, externalID: survivor, mergedIDs: [entityID], sourceType: type)
             } else {
                 change = CRMWebhookChange(object: object, action: .deleted, externalID: entityID, sourceType: type)
             }
         case ("deal", "change") where previous.keys.contains("stage_id"):
-            guard let stage = JSONField.text(data["stage_id"]) else { throw WebhookBodyError("stage change without data.stage_id") }
-            let pipeline = JSONField.text(data["pipeline_id"])
+            guard let stage = try JSONField.identifier(data["stage_id"], field: "data.stage_id") else {
+                throw WebhookBodyError("stage change without data.stage_id")
+            }
+            let pipeline = try JSONField.identifier(data["pipeline_id"], field: "data.pipeline_id")
             at = JSONField.time(data["stage_change_time"]) ?? occurredAt
             change = CRMWebhookChange(object: "deal", action: .stageChanged, externalID: entityID, stage: stage, pipeline: pipeline,
                                       canonicalStage: connector.canonical(pipeline: pipeline, stage: stage), sourceType: type)

@@ -30,6 +30,23 @@ struct SalesforceOutboundMessage {
         </soapenv:Envelope>
         """
 
+    /// A SOAP 1.1 client fault: Salesforce logs the fault string and retries the message.
+    static func fault(_ reason: String) -> String {
+        let escaped = reason.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+        return """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">
+              <soapenv:Body>
+                <soapenv:Fault>
+                  <faultcode>soapenv:Client</faultcode>
+                  <faultstring>\(escaped)</faultstring>
+                </soapenv:Fault>
+              </soapenv:Body>
+            </soapenv:Envelope>
+            """
+    }
+
     static func parse(_ body: Data) throws(WebhookBodyError) -> SalesforceOutboundMessage {
         // No DTDs: entity expansion is the classic XML denial of service.
         guard body.range(of: Data("<!DOCTYPE".utf8)) == nil, body.range(of: Data("<!ENTITY".utf8)) == nil else {
@@ -40,12 +57,22 @@ struct SalesforceOutboundMessage {
         parser.shouldProcessNamespaces = true
         parser.shouldResolveExternalEntities = false
         parser.delegate = reader
-        guard parser.parse(), reader.sawEnvelope else { throw WebhookBodyError("body is not a SOAP notifications envelope") }
+        // libxml2 reports success for a document cut off inside an element, so the reader checks
+        // that every element it opened was closed and that the root ended the document.
+        guard parser.parse(), reader.wellFormed else { throw WebhookBodyError("body is not well-formed XML") }
+        guard reader.sawEnvelope else { throw WebhookBodyError("body is not a SOAP notifications envelope") }
         guard let organization = reader.organizationID, !organization.isEmpty else { throw WebhookBodyError("missing OrganizationId") }
         guard !reader.notifications.isEmpty else { throw WebhookBodyError("no Notification in the message") }
         guard reader.notifications.count <= 1000 else { throw WebhookBodyError("more than 1000 notifications") }
         for notification in reader.notifications where notification.id.isEmpty || notification.fields["Id"] == nil {
             throw WebhookBodyError("a Notification lacks its Id or the sObject's Id")
+        }
+        for notification in reader.notifications {
+            for (field, value) in [("Notification Id", notification.id), ("sObject Id", notification.fields["Id"] ?? ""),
+                                   ("sObject type", notification.type), ("StageName", notification.fields["StageName"] ?? "")]
+            where value.utf8.count > InputLimits.identifierBytes {
+                throw WebhookBodyError("\(field) is longer than \(InputLimits.identifierBytes) bytes")
+            }
         }
         return SalesforceOutboundMessage(organizationID: organization, notifications: reader.notifications)
     }
@@ -82,14 +109,17 @@ struct SalesforceOutboundMessage {
     /// Collects OrganizationId and each Notification's Id, sObject type and fields.
     final class Reader: NSObject, XMLParserDelegate {
         var sawEnvelope = false
+        private var rootClosed = false
+        private var failed = false
+        /// Every element closed, the root last, and no error reported.
+        var wellFormed: Bool { rootClosed && path.isEmpty && !failed }
         var organizationID: String?
         var notifications: [Notification] = []
         private var path: [String] = []
         private var text = ""
         private var current: Notification?
 
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) {
+        private func startElement(_ name: String, namespaceURI: String?, attributes: [String: String]) {
             path.append(name)
             text = ""
             if name == "notifications", namespaceURI == "http://soap.sforce.com/2005/09/outbound" { sawEnvelope = true }
@@ -100,12 +130,24 @@ struct SalesforceOutboundMessage {
             }
         }
 
+        func parser(_ parser: XMLParser, parseErrorOccurred parseError: any Error) { failed = true }
+
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) -> Void {
+            if rootClosed { failed = true }
+            startElement(name, namespaceURI: namespaceURI, attributes: attributes)
+        }
+
         func parser(_ parser: XMLParser, foundCharacters string: String) {
             if text.count < 100_000 { text += string }
         }
 
         func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
-            defer { path.removeLast() }
+            guard path.last == name else { failed = true; return }
+            defer {
+                path.removeLast()
+                if path.isEmpty { rootClosed = true }
+            }
             let parent = path.dropLast().last
             switch (parent, name) {
             case ("notifications", "OrganizationId"): organizationID = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -139,7 +181,10 @@ extension WebhookRouter {
             }
             events = try message.events(connector: connector, receivedAt: now())
         } catch {
-            return reject("salesforce", "malformed", .badRequest, error.description)
+            var response = reject("salesforce", "malformed", .badRequest, error.description)
+            response.headers[.contentType] = "text/xml; charset=utf-8"
+            response.body = .init(byteBuffer: ByteBuffer(string: SalesforceOutboundMessage.fault(error.description)))
+            return response
         }
         if let failure = await commit(endpoint: "salesforce", source: connector.name, events) { return failure }
         return Response(status: .ok, headers: [.contentType: "text/xml; charset=utf-8"],

@@ -34,20 +34,28 @@ struct WebhookBodyError: Error, CustomStringConvertible {
 /// Reads JSON numbers and strings the way CRMs mix them (HubSpot ids are numbers, Pipedrive's
 /// meta ids are strings).
 enum JSONField {
+    /// A string, or a whole number written digit for digit; `true`, fractions and empty strings
+    /// are not ids. Reads `StrictJSON` values, whose Bool never passes for a number.
     static func text(_ value: Any?) -> String? {
         switch value {
         case let string as String: return string.isEmpty ? nil : string
-        case let number as NSNumber:
-            // Whole numbers only, digit for digit (a Double would round ids above 2^53).
-            let digits = number.stringValue
-            guard !digits.isEmpty, digits.count < 20, digits.allSatisfy({ $0.isNumber || $0 == "-" }) else { return nil }
-            return digits
+        case is Bool: return nil
+        case let number as Int: return String(number)
         default: return nil
         }
     }
 
+    /// An id that fits an index: `nil` when absent, an error naming `field` when too long.
+    static func identifier(_ value: Any?, field: String, place: String = "") throws(WebhookBodyError) -> String? {
+        guard let text = text(value) else { return nil }
+        guard text.utf8.count <= InputLimits.identifierBytes else {
+            throw WebhookBodyError("\(place)\(field) is longer than \(InputLimits.identifierBytes) bytes")
+        }
+        return text
+    }
+
     static func millis(_ value: Any?) -> Date? {
-        guard let text = text(value), let millis = Int64(text) else { return nil }
+        guard !(value is Bool), let millis = (value as? Int) ?? (value as? String).flatMap({ Int($0) }) else { return nil }
         let date = Date(timeIntervalSince1970: Double(millis) / 1000)
         return EngagementEventParser.plausible(date) ? date : nil
     }

@@ -169,7 +169,8 @@ public enum EngagementEventParser {
 
     /// Each event keeps its own `id`; a delivery of an array is deduplicated per event id.
     public static func parse(_ body: Data) throws(ParseError) -> [InboxEvent] {
-        guard let json = try? JSONSerialization.jsonObject(with: body) else { throw ParseError(description: "body is not JSON") }
+        let json: Any
+        do { json = try StrictJSON.parse(body) } catch { throw ParseError(description: "body is not JSON: \(error)") }
         let items: [Any] = (json as? [Any]) ?? [json]
         guard !items.isEmpty else { throw ParseError(description: "no events in the body") }
         guard items.count <= 1000 else { throw ParseError(description: "more than 1000 events in one request") }
@@ -180,7 +181,10 @@ public enum EngagementEventParser {
             guard let type = event["type"] as? String, types.contains(type) else {
                 throw ParseError(description: "\(place)unknown or missing type")
             }
-            guard let id = event["id"] as? String, !id.isEmpty, id.count <= 200 else { throw ParseError(description: "\(place)missing id") }
+            guard let id = event["id"] as? String, !id.isEmpty else { throw ParseError(description: "\(place)missing id") }
+            guard id.utf8.count <= InputLimits.identifierBytes else {
+                throw ParseError(description: "\(place)id is longer than \(InputLimits.identifierBytes) bytes")
+            }
             guard let occurred = (event["occurred_at"] as? String).flatMap(CRMTimestamp.parse), plausible(occurred) else {
                 throw ParseError(description: "\(place)occurred_at is not an ISO 8601 time between 1970 and 2200")
             }
@@ -188,7 +192,13 @@ public enum EngagementEventParser {
                   (contact["email"] as? String) != nil || (contact["external_id"] as? String) != nil else {
                 throw ParseError(description: "\(place)contact needs an email or an external_id")
             }
-            if let step = event["step"], !(step is NSNull), (step as? Int).map({ abs($0) < 1_000_000_000 }) != true {
+            try checkSize(contact["email"], "contact.email", InputLimits.emailBytes, place)
+            try checkSize(contact["external_id"], "contact.external_id", InputLimits.identifierBytes, place)
+            for field in ["campaign", "sequence", "workspace", "connector"] {
+                try checkSize(event[field], field, InputLimits.identifierBytes, place)
+            }
+            // `magnitude`, not `abs`: abs(Int.min) traps.
+            if let step = event["step"], !(step is NSNull), (step as? Int).map({ $0.magnitude < 1_000_000_000 }) != true {
                 throw ParseError(description: "\(place)step must be a whole number")
             }
             if let workspace = event["workspace"], !(workspace is NSNull), (workspace as? String).map(Workspace.isValidName) != true {
@@ -203,6 +213,12 @@ public enum EngagementEventParser {
                                      payload: String(decoding: payload, as: UTF8.self)))
         }
         return result
+    }
+
+    /// A string field over `limit` UTF-8 bytes is refused by name: it could never be stored.
+    static func checkSize(_ value: Any?, _ field: String, _ limit: Int, _ place: String) throws(ParseError) {
+        guard let text = value as? String, text.utf8.count > limit else { return }
+        throw ParseError(description: "\(place)\(field) is longer than \(limit) bytes")
     }
 
     /// Times PostgreSQL and every CRM can hold; anything else is a malformed event.
