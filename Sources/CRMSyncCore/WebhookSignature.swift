@@ -101,8 +101,9 @@ public struct HubSpotSignatureV3: Sendable {
         guard let timestampMillis else { throw .missingHeader("X-HubSpot-Request-Timestamp") }
         // Parsed as an integer: a float loses the millisecond digits and breaks the comparison.
         guard let millis = Int64(timestampMillis) else { throw .malformedHeader("X-HubSpot-Request-Timestamp") }
-        let ageMillis = Int64(now.timeIntervalSince1970 * 1000) - millis
-        guard ageMillis <= Int64(Self.maxAge.components.seconds) * 1000, ageMillis >= -300_000 else {
+        // Reporting overflow: a timestamp near Int64.min must be stale, not a trap that kills the receiver.
+        let (ageMillis, overflow) = Int64(now.timeIntervalSince1970 * 1000).subtractingReportingOverflow(millis)
+        guard !overflow, ageMillis <= Int64(Self.maxAge.components.seconds) * 1000, ageMillis >= -300_000 else {
             throw .staleTimestamp
         }
         let expected = self.signature(method: method, uri: uri, body: body, timestampMillis: timestampMillis)
