@@ -119,7 +119,9 @@ struct SalesforceOutboundMessage {
         private var text = ""
         private var current: Notification?
 
-        private func startElement(_ name: String, namespaceURI: String?, attributes: [String: String]) {
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) {
+            if rootClosed { failed = true }
             path.append(name)
             text = ""
             if name == "notifications", namespaceURI == "http://soap.sforce.com/2005/09/outbound" { sawEnvelope = true }
@@ -131,12 +133,6 @@ struct SalesforceOutboundMessage {
         }
 
         func parser(_ parser: XMLParser, parseErrorOccurred parseError: any Error) { failed = true }
-
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) -> Void {
-            if rootClosed { failed = true }
-            startElement(name, namespaceURI: namespaceURI, attributes: attributes)
-        }
 
         func parser(_ parser: XMLParser, foundCharacters string: String) {
             if text.count < 100_000 { text += string }
