@@ -11,31 +11,6 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 
-/// Options every command shares.
-struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "Config file (default crm-sync.yaml, or $CRM_SYNC_CONFIG). DATABASE_URL overrides its database_url; without either, a private PostgreSQL cluster under .crm-sync/ is used.")
-    var config: String?
-
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default $LOG_LEVEL or notice).")
-    var logLevel: String?
-
-    @Option(name: .long, help: "Log format: text or json (one JSON object per line). Default: json when stderr is not a terminal, else text.")
-    var logFormat: String?
-
-    func validate() throws {
-        if let logFormat, LogFormat(rawValue: logFormat) == nil { throw ValidationError("--log-format: expected text or json") }
-    }
-
-    func runtime() throws -> Runtime {
-        let environment = ProcessInfo.processInfo.environment
-        LogFormat.bootstrap(logFormat.flatMap(LogFormat.init(rawValue:)) ?? .automatic)
-        var logger = Logger(label: "crm-sync")
-        logger.logLevel = Logger.Level(rawValue: logLevel ?? environment["LOG_LEVEL"] ?? "notice") ?? .notice
-        let config = try Runtime.loadConfig(path: config, environment: environment)
-        return Runtime(config: config, logger: logger, environment: environment)
-    }
-}
-
 func stderr(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
@@ -71,6 +46,12 @@ struct CRMSync: AsyncParsableCommand {
             Start with `crm-sync demo`: it needs no configuration.
             """,
         subcommands: [Migrate.self, Sync.self, Serve.self, Nurture.self, Inbox.self, Outbox.self, Report.self, Costs.self, Demo.self, Simulate.self])
+
+    /// The global options may come before the verb (`crm-sync --config x.yaml migrate`) as well
+    /// as after it: they are moved to just after the verb, where the commands declare them.
+    static func main() async {
+        await main(GlobalOptions.movedAfterTheVerb(Array(CommandLine.arguments.dropFirst()), root: CRMSync.self))
+    }
 }
 
 struct Migrate: AsyncParsableCommand {

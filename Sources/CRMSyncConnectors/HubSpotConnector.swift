@@ -210,8 +210,10 @@ public struct HubSpotConnector: CRMConnector {
                 .init(method: .POST, url: "\(baseURL)/crm/v3/objects/deals/batch/read", body: body),
                 as: HistoryResponse.self, classify: classify)
             for item in response.results {
+                // HubSpot lists history newest first; reversed, entries that share a timestamp keep
+                // HubSpot's order (a sort on the timestamp could swap them).
                 let entries = item.propertiesWithHistory?["dealstage"] ?? []
-                result[item.id] = entries.compactMap { entry in
+                result[item.id] = entries.reversed().compactMap { entry in
                     guard let value = entry.value, !value.isEmpty, let at = CRMTimestamp.parse(entry.timestamp) else { return nil }
                     return StageChange(stage: value, enteredAt: at)
                 }

@@ -130,6 +130,7 @@ public struct CRMDeal: Sendable, Equatable, Codable {
     public var grossMargin: Decimal?
     public var contactIDs: [String]
     public var accountIDs: [String]
+    /// Oldest first, in the CRM's own order: entries that share a timestamp keep their places.
     public var stageHistory: [StageChange]
 
     public init(

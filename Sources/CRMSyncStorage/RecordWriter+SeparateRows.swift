@@ -14,23 +14,26 @@ extension RecordWriter {
     func writeStageChanges(
         _ changes: [DealStageChange], outcome: inout Outcome, on connection: PostgresConnection, logger: Logger
     ) async throws {
-        let ordered = Set(changes).sorted { ($0.dealID, $0.change.enteredAt) < ($1.dealID, $1.change.enteredAt) }
+        // By deal and time; rows that share a timestamp keep the page's order (the CRM's).
+        let ordered = changes.uniqued().enumerated()
+            .sorted { ($0.element.dealID, $0.element.change.enteredAt, $0.offset) < ($1.element.dealID, $1.element.change.enteredAt, $1.offset) }
+            .map(\.element)
         var rows: [HistoryRow] = []
         var previous: (deal: String, stage: String)?
-        for item in ordered {
+        for (order, item) in ordered.enumerated() {
             defer { previous = (item.dealID, item.change.stage) }
             if let previous, previous.deal == item.dealID, previous.stage == item.change.stage { continue }
             let canonical = mapping.canonicalStage(pipeline: item.pipeline, stage: item.change.stage)
             if canonical == nil { outcome.unmappedStages.insert(item.change.stage) }
             rows.append(HistoryRow(deal_external_id: item.dealID, stage: item.change.stage,
-                                   canonical_stage: canonical?.rawValue, entered_at: item.change.enteredAt))
+                                   canonical_stage: canonical?.rawValue, entered_at: item.change.enteredAt, crm_order: order + 1))
         }
         let inserted = try await connection.query(
             PostgresQuery(unsafeSQL: """
-                INSERT INTO crm.stage_history (connector, deal_external_id, stage, canonical_stage, entered_at, source)
-                SELECT $1, r.deal_external_id, r.stage, r.canonical_stage, r.entered_at, 'poll'
+                INSERT INTO crm.stage_history (connector, deal_external_id, stage, canonical_stage, entered_at, source, crm_order)
+                SELECT $1, r.deal_external_id, r.stage, r.canonical_stage, r.entered_at, 'poll', r.crm_order
                   FROM json_to_recordset($2::json)
-                    AS r(deal_external_id text, stage text, canonical_stage text, entered_at timestamptz)
+                    AS r(deal_external_id text, stage text, canonical_stage text, entered_at timestamptz, crm_order integer)
                  WHERE r.stage IS DISTINCT FROM (
                         SELECT h.stage FROM crm.stage_history h
                          WHERE h.connector = $1 AND h.deal_external_id = r.deal_external_id AND h.entered_at < r.entered_at

@@ -103,11 +103,12 @@ public struct RecordWriter: Sendable {
             let canonical = mapping.canonicalStage(pipeline: deal.pipeline, stage: deal.stage)
             if canonical == nil, let stage = deal.stage { outcome.unmappedStages.insert(stage) }
             rows.append(DealRow(deal, canonical: canonical))
-            for change in Set(deal.stageHistory) {
+            // In the CRM's order (oldest first): entries that share a timestamp keep it through `crm_order`.
+            for (order, change) in deal.stageHistory.uniqued().enumerated() {
                 history.append(HistoryRow(
                     deal_external_id: deal.externalID, stage: change.stage,
                     canonical_stage: mapping.canonicalStage(pipeline: deal.pipeline, stage: change.stage)?.rawValue,
-                    entered_at: change.enteredAt))
+                    entered_at: change.enteredAt, crm_order: order + 1))
             }
         }
         let applied = Set(try await upsert(
@@ -159,10 +160,10 @@ public struct RecordWriter: Sendable {
         if !history.isEmpty {
             let rows = try await connection.query(
                 """
-                INSERT INTO crm.stage_history (connector, deal_external_id, stage, canonical_stage, entered_at, source)
-                SELECT \(connector), r.deal_external_id, r.stage, r.canonical_stage, r.entered_at, 'poll'
+                INSERT INTO crm.stage_history (connector, deal_external_id, stage, canonical_stage, entered_at, source, crm_order)
+                SELECT \(connector), r.deal_external_id, r.stage, r.canonical_stage, r.entered_at, 'poll', r.crm_order
                   FROM json_to_recordset(\(try Self.json(history))::json)
-                    AS r(deal_external_id text, stage text, canonical_stage text, entered_at timestamptz)
+                    AS r(deal_external_id text, stage text, canonical_stage text, entered_at timestamptz, crm_order integer)
                 ON CONFLICT DO NOTHING
                 RETURNING 1
                 """, logger: logger
@@ -351,6 +352,16 @@ struct ActivityRow: Encodable {
 
 struct HistoryRow: Encodable {
     var deal_external_id: String, stage: String, canonical_stage: String?, entered_at: Date
+    /// The entry's 1-based place in the history as the CRM gave it in this write.
+    var crm_order: Int
+}
+
+extension Sequence where Element: Hashable {
+    /// The elements without repeats, first occurrence kept, in their order.
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
+    }
 }
 
 struct LinkRow: Encodable {

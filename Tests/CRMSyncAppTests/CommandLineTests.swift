@@ -63,6 +63,29 @@ import Testing
         #expect(!result.stderr.contains("pat-123"))
     }
 
+    /// The global options work before the verb as well as after it (issue 12 part 3): users,
+    /// scripts and the compose file write them both ways.
+    @Test func globalOptionsWorkBeforeAndAfterTheVerb() async throws {
+        try await TestDatabase.with(migrate: false) { _, url in
+            let path = try temporaryFile("crm-sync.yaml", "database_url: \(TestDatabase.text(url))\n")
+            let before = try await run(["--config", path, "--log-level", "info", "--log-format=json", "migrate"])
+            #expect(before.status == 0, "\(before.stderr)")
+            #expect(before.stdout.contains("migrations applied"), "\(before.stdout)")
+            // A JSON log line at info proves both logging options took effect.
+            #expect(before.stderr.split(separator: "\n").contains { $0.hasPrefix("{") && $0.contains("\"level\":\"info\"") },
+                    "\(before.stderr)")
+            let between = try await run(["report", "--config", path, "roi", "--log-level", "warning"])
+            #expect(between.status == 0, "\(between.stderr)")
+            let after = try await run(["migrate", "--config", path])
+            #expect(after.status == 0 && after.stdout.contains("already current"), "\(after.stdout) \(after.stderr)")
+            // A value still has to be given, and an unknown option is still named.
+            let missing = try await run(["--config"])
+            #expect(missing.status == 64 && missing.stderr.contains("--config"), "\(missing.stderr)")
+            let unknown = try await run(["--confg", path, "migrate"])
+            #expect(unknown.status == 64 && unknown.stderr.contains("--confg"), "\(unknown.stderr)")
+        }
+    }
+
     @Test func migrateRunTwiceAndByTwoProcessesAtOnceExitsZero() async throws {
         try await TestDatabase.with(migrate: false) { _, url in
             let environment = ["DATABASE_URL": TestDatabase.text(url)]

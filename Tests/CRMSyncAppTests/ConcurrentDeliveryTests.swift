@@ -38,48 +38,53 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(3)))
-    func thousandEventsSentTwiceShuffledFromEightClientsHaveOneRowAndOneEffectEach() async throws {
-        try await TestDatabase.with(maxConnections: 12) { client, _ in
-            let sends = Locked<[(id: String, body: String)]>({
-                var seeded = SeededShuffle(seed: 7)
-                let events = (0..<1_000).map { (id: "evt_\($0)", body: WebhookLoad.event("evt_\($0)", contact: $0 % 97)) }
-                // Each event twice, under a different message id the second time (a redelivery by
-                // the sender's retry logic), in shuffled order.
-                var all = events.map { (id: "a_" + $0.id, body: $0.body) } + events.map { (id: "b_" + $0.id, body: $0.body) }
-                all.shuffle(using: &seeded)
-                return all
-            }())
-            let statuses = Locked<[Int: Int]>([:])
-            let processing = Locked(true)
-            try await Self.withReceiver(client: client) { port in
-                let load = WebhookLoad(port: port)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    // The worker applies the inbox while deliveries are still arriving.
-                    group.addTask {
-                        while processing.withLock({ $0 }) {
-                            try await InboxProcessor(client: client, logger: TestDatabase.logger, batchSize: 200).drain()
-                            try await Task.sleep(for: .milliseconds(5))
-                        }
+    /// Sends a thousand events twice (the second time under another message id, as a sender's
+    /// retry does), shuffled, from eight clients, while the inbox worker applies them; the HTTP
+    /// statuses it got, by status.
+    static func deliverTwice(client: PostgresClient) async throws -> [Int: Int] {
+        let sends = Locked<[(id: String, body: String)]>({
+            var seeded = SeededShuffle(seed: 7)
+            let events = (0..<1_000).map { (id: "evt_\($0)", body: WebhookLoad.event("evt_\($0)", contact: $0 % 97)) }
+            var all = events.map { (id: "a_" + $0.id, body: $0.body) } + events.map { (id: "b_" + $0.id, body: $0.body) }
+            all.shuffle(using: &seeded)
+            return all
+        }())
+        let statuses = Locked<[Int: Int]>([:])
+        let processing = Locked(true)
+        try await Self.withReceiver(client: client) { port in
+            let load = WebhookLoad(port: port)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // The worker applies the inbox while deliveries are still arriving.
+                group.addTask {
+                    while processing.withLock({ $0 }) {
+                        try await InboxProcessor(client: client, logger: TestDatabase.logger, batchSize: 200).drain()
+                        try await Task.sleep(for: .milliseconds(5))
                     }
-                    try await withThrowingTaskGroup(of: Void.self) { clients in
-                        for _ in 0..<8 {
-                            clients.addTask {
-                                // The shared client keeps up to 8 connections per host: one per task here.
-                                let http = HTTPClient.shared
-                                while let next = sends.withLock({ $0.popLast() }) {
-                                    let status = await load.post(next.body, messageID: next.id, client: http) ?? -1
-                                    statuses.withLock { $0[status, default: 0] += 1 }
-                                }
+                }
+                try await withThrowingTaskGroup(of: Void.self) { clients in
+                    for _ in 0..<8 {
+                        clients.addTask {
+                            // The shared client keeps up to 8 connections per host: one per task here.
+                            while !Task.isCancelled, let next = sends.withLock({ $0.popLast() }) {
+                                let status = await load.post(next.body, messageID: next.id, client: .shared) ?? -1
+                                statuses.withLock { $0[status, default: 0] += 1 }
                             }
                         }
-                        try await clients.waitForAll()
                     }
-                    processing.withLock { $0 = false }
-                    try await group.waitForAll()
+                    try await clients.waitForAll()
                 }
+                processing.withLock { $0 = false }
+                try await group.waitForAll()
             }
-            #expect(statuses.withLock { $0 } == [200: 2_000])
+        }
+        return statuses.withLock { $0 }
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func thousandEventsSentTwiceShuffledFromEightClientsHaveOneRowAndOneEffectEach() async throws {
+        try await TestDatabase.with(maxConnections: 12) { client, _ in
+            let statuses = try await Self.deliverTwice(client: client)
+            #expect(statuses == [200: 2_000])
             _ = try await InboxProcessor(client: client, logger: TestDatabase.logger).drain()
             let db = TestDatabase.logger
             let counts = try await client.query(
@@ -92,6 +97,24 @@ import Testing
             #expect(counts.2 == 1_000 && counts.3 == 1_000)
             #expect(counts.4 == 0 && counts.5 == 0)
         }
+    }
+
+    /// A time limit cancels the test's task: the receiver, its batcher, the inbox worker, the
+    /// clients and the test database must all stop on it, so the run goes on to the next test.
+    @Test(.timeLimit(.minutes(10)))
+    func cancellingTheDeliveryMidwayEndsEveryTaskPromptly() async throws {
+        let started = Locked(false)
+        let run = Task {
+            try await TestDatabase.with(maxConnections: 12) { client, _ in
+                started.withLock { $0 = true }
+                return try await Self.deliverTwice(client: client)
+            }
+        }
+        #expect(try await eventually { started.withLock { $0 } }, "the delivery did not start")
+        try await Task.sleep(for: .milliseconds(700))   // mid-delivery: requests and commits in flight
+        run.cancel()
+        let ended = try await ends(run, within: .seconds(60))
+        #expect(ended, "the delivery was still running 60 s after it was cancelled")
     }
 }
 

@@ -42,11 +42,9 @@ import Testing
         let (simulator, _, _) = process(["simulate", "crm", "--kind", "pipedrive", "--port", "\(port)", "--records", "150", "--rate", "400", "--seed", "21"])
         try simulator.run()
         defer { simulator.terminate() }
-        var ready = false
-        for _ in 0..<100 where !ready {
-            let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/_sim/health"), timeout: .seconds(1))
-            ready = response?.status == .ok
-            if !ready { try await Task.sleep(for: .milliseconds(100)) }
+        let ready = try await eventually(every: .milliseconds(100)) {
+            let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/_sim/health"), timeout: .seconds(5))
+            return response?.status == .ok
         }
         try #require(ready, "the simulator did not come up on port \(port)")
         try await TestDatabase.with { client, url in

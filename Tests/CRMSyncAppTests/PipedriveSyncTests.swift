@@ -199,21 +199,21 @@ import Testing
     @Test func everyFaultKindOnStillEndsEqualToTheCompany() async throws {
         let data = PipedriveCompany.generate(seed: 12, deals: 800, now: Date())
         var faults = FaultSpec.all
-        faults.hangDuration = .seconds(3)
+        faults.hangDuration = FaultRun.hangDuration
         // Every injected 429 pauses the whole connector for its Retry-After second, and a flow
         // request per deal makes Pipedrive syncs request-heavy: fewer 429s keep the test short.
         faults.rateLimited = 0.01
         let state = SimulatorState(data: data, faults: faults, seed: 12, rateLimit: (5_000, 5_000))
         try await TestDatabase.with { client, _ in
             try await withSimulator(state) { port in
-                // Small pages so faults hit many list requests; a short timeout so hung responses are retried.
-                let config = try connectorConfig(port: port, pageSize: 100, attempts: 12)
-                let faulty = try await sync(config, client: client, timeout: .seconds(1))
+                // Small pages so faults hit many list requests; hung responses time out and are retried.
+                let config = try connectorConfig(port: port, pageSize: 100, attempts: FaultRun.attempts)
+                let faulty = try await sync(config, client: client, timeout: FaultRun.timeout)
                 #expect(faulty.retries > 0)
                 #expect(faulty.rateLimited > 0)
                 // Salespeople stop editing; the next incremental run catches up with what changed during the first.
                 await state.setFaults(.none)
-                _ = try await sync(config, client: client, timeout: .seconds(1))
+                _ = try await sync(config, client: client)
                 compare(await expected(state, mapping: config.mapping), try await actual(client))
             }
         }

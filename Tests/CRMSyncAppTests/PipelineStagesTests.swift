@@ -37,4 +37,38 @@ import Testing
             #expect(unmapped.first?.1 == 0)
         }
     }
+
+    /// Two stage changes in the same millisecond (a bulk edit) keep HubSpot's order: deal 1 moved
+    /// proposal → negotiation, deal 2 negotiation → proposal, each pair at one timestamp. The view's
+    /// `position` says which came first, and the funnel counts only deal 1 as advancing from proposal.
+    @Test func stageChangesThatShareATimestampKeepTheCRMsOrder() async throws {
+        var data = SimulatedDataset.generate(seed: 31, deals: 2, now: Date())
+        for (id, tied) in [(1, ["presentationscheduled", "contractsent"]), (2, ["contractsent", "presentationscheduled"])] {
+            var deal = try #require(data.objects["deals"]?[id])
+            let start = deal.createdAt, tie = deal.createdAt + 86_400_000
+            deal.stageHistory = [("appointmentscheduled", start)] + tied.map { ($0, tie) }
+            deal.properties["dealstage"] = tied[1]
+            deal.properties["closedate"] = nil
+            deal.updatedAt = max(deal.updatedAt, tie + 1_000)
+            data.objects["deals"]?[id] = deal
+        }
+        let state = SimulatorState(data: data, seed: 31, rateLimit: (2_000, 1_000))
+        try await TestDatabase.with { client, _ in
+            try await support.withSimulator(state) { port in
+                _ = try await support.sync(try support.connectorConfig(port: port, rate: 1_500, searchRate: 800), client: client)
+            }
+            let rows = try await client.query(
+                "SELECT deal_external_id, stage, position FROM reporting.stage_history WHERE connector = 'hs'", logger: TestDatabase.logger
+            ).collect().map { try $0.decode((String, String, Int64).self) }
+            #expect(rows.map { "\($0.0) \($0.2) \($0.1)" } == [
+                "1 1 appointmentscheduled", "1 2 presentationscheduled", "1 3 contractsent",
+                "2 1 appointmentscheduled", "2 2 contractsent", "2 3 presentationscheduled",
+            ])
+            let funnel = try await client.query(
+                "SELECT canonical_stage, deals_entered, deals_advanced FROM reporting.pipeline_funnel WHERE connector = 'hs'",
+                logger: TestDatabase.logger
+            ).collect().map { try $0.decode((String, Int64, Int64).self) }
+            #expect(funnel.map { "\($0.0) \($0.1) \($0.2)" } == ["sql 2 2", "proposal 2 1", "negotiation 2 0"])
+        }
+    }
 }

@@ -247,7 +247,7 @@ import Testing
     @Test func everyFaultKindOnStillEndsEqualToTheOrg() async throws {
         let data = SimulatedDataset.generate(seed: 12, deals: 2_000, now: Date())
         var faults = FaultSpec.all
-        faults.hangDuration = .seconds(3)
+        faults.hangDuration = FaultRun.hangDuration
         // Salesforce pages are large (200 at the least), so a run makes few requests: raise the
         // odds enough that every kind of fault happens in one run.
         faults.rateLimited = 0.08
@@ -255,8 +255,8 @@ import Testing
         let state = SimulatorState(data: data, faults: faults, seed: 12, rateLimit: (5_000, 5_000))
         try await TestDatabase.with { client, _ in
             try await Self.withSimulator(state) { port in
-                let config = try Self.config(port: port, attempts: 12)
-                let faulty = try await sync(config, client: client, timeout: .seconds(1))
+                let config = try Self.config(port: port, attempts: FaultRun.attempts)
+                let faulty = try await sync(config, client: client, timeout: FaultRun.timeout)
                 #expect(faulty.retries > 0)
                 let log = await state.log
                 #expect(log.contains { $0.status == 403 }, "Salesforce answers throttling with 403 REQUEST_LIMIT_EXCEEDED; statuses: \(Dictionary(grouping: log, by: \.status).mapValues(\.count))")
@@ -264,7 +264,7 @@ import Testing
                 // Salespeople stop editing and faults stop; the next incremental run catches up.
                 await state.setFaults(.none)
                 _ = await Self.mutate(state)
-                _ = try await sync(config, client: client, timeout: .seconds(1))
+                _ = try await sync(config, client: client)
                 compare(await Self.expected(state), try await actual(client))
             }
         }

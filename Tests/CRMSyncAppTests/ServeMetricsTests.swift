@@ -56,20 +56,18 @@ import Testing
                 try process.run()
                 defer { if process.isRunning { process.terminate() } }
 
-                var scrapes: [String] = []
-                var finished = false
-                for _ in 0..<120 where !finished {
-                    try await Task.sleep(for: .milliseconds(250))
+                let scrapes = Locked<[String]>([])
+                let finished = try await eventually(every: .milliseconds(250)) {
                     guard let response = try? await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get(),
-                          response.status == .ok, let body = response.body else { continue }
+                          response.status == .ok, let body = response.body else { return false }
                     let text = String(buffer: body)
-                    scrapes.append(text)
-                    finished = text.contains("crm_sync_last_success_timestamp_seconds{connector=\"hs\"}")
+                    scrapes.withLock { $0.append(text) }
+                    return text.contains("crm_sync_last_success_timestamp_seconds{connector=\"hs\"}")
                 }
                 #expect(finished, "a sync finished and /metrics says when")
-                let during = scrapes.filter { $0.contains("crm_sync_records_total") && !$0.contains("crm_sync_last_success_timestamp_seconds") }
+                let during = scrapes.withLock { $0 }.filter { $0.contains("crm_sync_records_total") && !$0.contains("crm_sync_last_success_timestamp_seconds") }
                 #expect(!during.isEmpty, "at least one scrape saw records counted before the first sync finished")
-                let last = try #require(scrapes.last)
+                let last = try #require(scrapes.withLock { $0.last })
                 #expect(Self.value(last, #"crm_sync_records_total{connector="hs",stream="deals"}"#) ?? 0 >= 590)
                 #expect(Self.value(last, #"crm_sync_http_requests_total{connector="hs",status="200"}"#) ?? 0 > 10)
                 #expect(last.contains("crm_sync_inbox_pending"))
@@ -77,11 +75,9 @@ import Testing
                 #expect(last.contains("# TYPE crm_sync_records_total counter"))
 
                 // Attribution is kept current by the scheduler too, without anyone running a report.
-                var refreshed = false
-                for _ in 0..<40 where !refreshed {
-                    refreshed = try await client.query("SELECT refreshed_at IS NOT NULL FROM crm.attribution_settings", logger: TestDatabase.logger)
+                let refreshed = try await eventually(every: .milliseconds(250)) {
+                    try await client.query("SELECT refreshed_at IS NOT NULL FROM crm.attribution_settings", logger: TestDatabase.logger)
                         .collect().first?.decode(Bool.self) ?? false
-                    if !refreshed { try await Task.sleep(for: .milliseconds(250)) }
                 }
                 #expect(refreshed, "serve refreshed attribution on its own")
                 // Sync lag per connector, from the lease table every replica shares.
@@ -90,8 +86,7 @@ import Testing
 
                 // SIGTERM: a graceful stop with exit code 0.
                 process.terminate()
-                for _ in 0..<200 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
-                #expect(!process.isRunning)
+                #expect(try await eventually { !process.isRunning }, "serve was still running 120 s after SIGTERM")
                 #expect(process.terminationStatus == 0)
             }
         }

@@ -11,6 +11,16 @@ import Logging
 import PostgresNIO
 import Testing
 
+/// How the fault-injection syncs are timed, so that a busy machine (the suite beside
+/// `stress-ng --cpu 2`) cannot turn a real answer into a failure: the client's timeout is far above
+/// what a loaded loopback request takes, a hung response stalls well past that timeout, and the
+/// retry budget leaves room for load-made timeouts on top of the injected faults.
+enum FaultRun {
+    static let timeout: Duration = .seconds(5)
+    static let hangDuration: Duration = .seconds(12)
+    static let attempts = 20
+}
+
 /// Syncs the simulator into a real database and compares the two, record by record.
 @Suite struct SyncAgainstSimulatorTests {
     static let root = TestDatabase.packageRoot
@@ -126,17 +136,17 @@ import Testing
     @Test func everyFaultKindOnStillEndsEqualToTheCRM() async throws {
         let data = SimulatedDataset.generate(seed: 9, deals: 2_000, now: Date())
         var faults = FaultSpec.all
-        faults.hangDuration = .seconds(3)
+        faults.hangDuration = FaultRun.hangDuration
         let state = SimulatorState(data: data, faults: faults, seed: 9, rateLimit: (2_000, 1_000))
         try await TestDatabase.with { client, _ in
             try await withSimulator(state) { port in
-                // Small pages so faults hit many requests; a short timeout so hung responses are retried.
-                let config = try connectorConfig(port: port, rate: 1_500, searchRate: 800, pageSize: 50, attempts: 12)
-                let faulty = try await sync(config, client: client, timeout: .seconds(1))
+                // Small pages so faults hit many requests; hung responses time out and are retried.
+                let config = try connectorConfig(port: port, rate: 1_500, searchRate: 800, pageSize: 50, attempts: FaultRun.attempts)
+                let faulty = try await sync(config, client: client, timeout: FaultRun.timeout)
                 #expect(faulty.retries > 0)
                 // Salespeople stop editing; the next incremental run catches up with what changed during the first.
                 await state.setFaults(.none)
-                _ = try await sync(config, client: client, timeout: .seconds(1))
+                _ = try await sync(config, client: client)
                 compare(await expected(state), try await actual(client))
             }
         }

@@ -75,12 +75,12 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(10)))
+    @Test(.timeLimit(.minutes(25)))
     func fiftyThousandDealsCleanAndWithEveryFaultEndEqualToTheCRM() async throws {
         let data = SimulatedDataset.generate(seed: 50, deals: 50_000, now: Date())
         let state = SimulatorState(data: data, seed: 50, rateLimit: (20_000, 20_000))
         try await support.withSimulator(state) { port in
-            let config = try support.connectorConfig(port: port, rate: 10_000, searchRate: 10_000, pageSize: 200, attempts: 12)
+            let config = try support.connectorConfig(port: port, rate: 10_000, searchRate: 10_000, pageSize: 200, attempts: FaultRun.attempts)
             try await TestDatabase.with { client, _ in
                 _ = try await support.sync(config, client: client)
                 let expected = await support.expected(state)
@@ -88,10 +88,10 @@ import Testing
                 support.compare(expected, try await support.actual(client))
             }
             var faults = FaultSpec.all
-            faults.hangDuration = .seconds(3)
+            faults.hangDuration = FaultRun.hangDuration
             await state.setFaults(faults)
             try await TestDatabase.with { client, _ in
-                let faulty = try await support.sync(config, client: client, timeout: .seconds(1))
+                let faulty = try await support.sync(config, client: client, timeout: FaultRun.timeout)
                 #expect(faulty.retries > 0)
                 await state.setFaults(.none)
                 _ = try await support.sync(config, client: client)
