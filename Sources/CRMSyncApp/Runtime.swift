@@ -54,3 +54,9 @@ extension ConnectorConfig {
         ConnectorRegistry.Entry(name: name, kind: kind.rawValue, baseURL: baseURL, workspace: workspace)
     }
 }
+
+extension Runtime: CustomStringConvertible, CustomReflectable {
+    /// The configuration, redacted; never the process environment, which holds every secret.
+    public var description: String { "Runtime(config: \(config))" }
+    public var customMirror: Mirror { Mirror(self, children: ["config": config], displayStyle: .struct) }
+}

@@ -8,7 +8,9 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// The work `serve` does besides answering HTTP: each connector's sync on its poll interval, and
-/// applying the inbox to the domain tables. Stops at the end of the current step on graceful shutdown.
+/// applying the inbox to the domain tables. On graceful shutdown a running step has
+/// `shutdownGrace` to finish and is then cancelled: every write commits its checkpoint with its
+/// data, so a cancelled step loses only its uncommitted page, which the next run reads again.
 public struct Scheduler: Service {
     let runtime: Runtime
     let client: PostgresClient
@@ -18,6 +20,7 @@ public struct Scheduler: Service {
     let nurtureInterval: Duration
     let leaseTime: Duration
     let leases: WorkLeases
+    let shutdownGrace: Duration
     /// The wall clock of the nurture tick and the outbox's backoff; tests pass their own.
     let clock: @Sendable () -> Date
 
@@ -29,7 +32,7 @@ public struct Scheduler: Service {
                 attributionInterval: Duration = .seconds(300), outboxInterval: Duration = .seconds(2),
                 nurtureInterval: Duration = .seconds(60),
                 leaseTime: Duration = .seconds(30), worker: String = WorkLeases.workerName(),
-                clock: @escaping @Sendable () -> Date = { Date() }) {
+                shutdownGrace: Duration = .seconds(10), clock: @escaping @Sendable () -> Date = { Date() }) {
         self.runtime = runtime
         self.client = client
         self.inboxInterval = inboxInterval
@@ -37,6 +40,7 @@ public struct Scheduler: Service {
         self.outboxInterval = outboxInterval
         self.nurtureInterval = nurtureInterval
         self.leaseTime = leaseTime
+        self.shutdownGrace = shutdownGrace
         self.clock = clock
         leases = WorkLeases(holder: worker, client: client, logger: runtime.logger)
     }
@@ -94,10 +98,10 @@ public struct Scheduler: Service {
 
     /// Runs `step` now and then every `interval` until graceful shutdown; a failing step is logged
     /// and counted, and the loop goes on (the next run resumes from the committed cursors).
-    private func every(_ interval: Duration, name: String, _ step: @Sendable () async throws -> Void) async {
+    private func every(_ interval: Duration, name: String, _ step: @escaping @Sendable () async throws -> Void) async {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try await step()
+                try await withinShutdownGrace(step)
             } catch {
                 Counter(label: "crm_sync_scheduler_errors_total", dimensions: [("job", name)]).increment()
                 runtime.logger.error("scheduled job failed", metadata: ["job": "\(name)", "error": "\(DatabaseError.describe(error))"])
@@ -125,7 +129,7 @@ public struct Scheduler: Service {
                 if try await leases.claim(job, for: leaseTime) {
                     do {
                         try await withThrowingTaskGroup(of: Void.self) { group in
-                            group.addTask { try await step() }
+                            group.addTask { try await withinShutdownGrace(step) }
                             group.addTask {
                                 while true {
                                     try await Task.sleep(for: leaseTime / 3)
@@ -157,9 +161,44 @@ public struct Scheduler: Service {
         }
     }
 
+    struct ShutdownGraceExpired: Error, CustomStringConvertible {
+        var grace: Duration
+        var description: String { "stopped: the step was still running \(grace) after the shutdown signal (its cursor stays where it was committed)" }
+    }
+
+    /// Runs `step`; once graceful shutdown begins, it has `shutdownGrace` to finish before it is
+    /// cancelled (a sync retrying a CRM that is down would otherwise hold the stop for minutes).
+    private func withinShutdownGrace(_ step: @escaping @Sendable () async throws -> Void) async throws {
+        let grace = shutdownGrace
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await step() }
+            group.addTask {
+                try await gracefulShutdown()
+                try await Task.sleep(for: grace)
+                throw ShutdownGraceExpired(grace: grace)
+            }
+            // The step ends first unless the grace runs out; either way the other child is stopped.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
     private func gracefulShutdownOrSleep(for interval: Duration) async throws {
         try await cancelWhenGracefulShutdown {
             try await Task.sleep(for: interval)
         }
+    }
+}
+
+extension Scheduler: CustomStringConvertible, CustomReflectable {
+    /// What service-lifecycle logs as it starts and stops the scheduler: its jobs, no credentials.
+    public var description: String {
+        "Scheduler(worker: \(leases.holder), connectors: [\(runtime.config.connectors.map(\.name).joined(separator: ", "))], "
+            + "leaseTime: \(leaseTime))"
+    }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: ["worker": leases.holder, "connectors": runtime.config.connectors.map(\.name), "leaseTime": leaseTime],
+               displayStyle: .struct)
     }
 }

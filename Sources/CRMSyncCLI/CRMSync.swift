@@ -111,9 +111,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
     @Option(help: "How long a job's lease (one connector's sync, the attribution refresh) lasts without renewal, e.g. 30s. Several `serve` processes on one database share the work; a dead one's job is taken over within this time.") var leaseTime = "30s"
+    @Option(help: "On SIGTERM or SIGINT, how long a running job (a sync retrying a CRM that is down, say) may take to finish before it is cancelled, e.g. 10s. Its cursor stays at its last committed page either way; keep it below the orchestrator's own stop timeout (compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds).") var shutdownGrace = "10s"
 
     func validate() throws {
         guard let lease = DurationText.parse(leaseTime), lease >= .seconds(3) else { throw ValidationError("--lease-time: expected a duration of 3s or more, such as 30s or 2m") }
+        guard DurationText.parse(shutdownGrace) != nil else { throw ValidationError("--shutdown-grace: expected a duration such as 10s or 1m") }
     }
 
     func run() async throws {
@@ -134,7 +136,9 @@ struct Serve: AsyncParsableCommand {
                 // SIGTERM/SIGINT: stop accepting, finish in-flight requests (committing their events)
                 // and the current scheduled step.
                 let services = ServiceGroup(configuration: .init(
-                    services: http + [.init(service: Scheduler(runtime: runtime, client: client, leaseTime: DurationText.parse(leaseTime) ?? .seconds(30)))],
+                    services: http + [.init(service: Scheduler(
+                        runtime: runtime, client: client, leaseTime: DurationText.parse(leaseTime) ?? .seconds(30),
+                        shutdownGrace: DurationText.parse(shutdownGrace) ?? .seconds(10)))],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: runtime.logger))
                 try await services.run()
             }

@@ -96,4 +96,83 @@ import Testing
     static func value(_ exposition: String, _ sample: String) -> Double? {
         exposition.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
     }
+
+    /// No secret reaches a log at any level (issue 12 part 0): `serve --log-level debug` prints
+    /// its services and their configuration as it starts and stops (swift-service-lifecycle), and
+    /// every token, webhook secret and credential in it is redacted. And SIGTERM stops it within
+    /// `--shutdown-grace` even while its syncs retry CRMs that are down.
+    @Test func serveAtDebugLevelLogsNoSecret() async throws {
+        let secrets = [
+            "HUBSPOT_TOKEN": "pat-na1-SECRET-hubspot-token-1f2e",
+            "HUBSPOT_CLIENT_SECRET": "SECRET-hubspot-client-secret-77aa",
+            "PIPEDRIVE_TOKEN": "SECRET-pipedrive-api-token-9c9c",
+            "PIPEDRIVE_WEBHOOK_CREDENTIALS": "hookuser:SECRET-pipedrive-hook-password",
+            "SALESFORCE_TOKEN": "00Dxx!SECRET-salesforce-session-4b4b",
+            "EVENTS_WEBHOOK_SECRET": "whsec_U0VDUkVULWV2ZW50cy1zZWNyZXQtdmFsdWU=",
+            "OUTBOUND_WEBHOOK_SECRET": "whsec_U0VDUkVULW91dGJvdW5kLXNlY3JldA==",
+        ]
+        try await TestDatabase.with { _, url in
+            let port = try Self.freePort(), crm = try Self.freePort()
+            let mappings = "\(TestDatabase.packageRoot)/Mappings"
+            let config = try CommandLineTests().temporaryFile("crm-sync.yaml", """
+                connectors:
+                  - name: hs
+                    kind: hubspot
+                    base_url: http://127.0.0.1:\(crm)
+                    token_env: HUBSPOT_TOKEN
+                    webhook_secret_env: HUBSPOT_CLIENT_SECRET
+                    mapping: \(mappings)/hubspot.yaml
+                  - name: pd
+                    kind: pipedrive
+                    base_url: http://127.0.0.1:\(crm)
+                    token_env: PIPEDRIVE_TOKEN
+                    webhook_secret_env: PIPEDRIVE_WEBHOOK_CREDENTIALS
+                    mapping: \(mappings)/pipedrive.yaml
+                  - name: sf
+                    kind: salesforce
+                    base_url: http://127.0.0.1:\(crm)
+                    token_env: SALESFORCE_TOKEN
+                    organization_id: 00D000000000001AAA
+                    mapping: \(mappings)/salesforce.yaml
+                events:
+                  secret_env: EVENTS_WEBHOOK_SECRET
+                outbound:
+                  url: http://127.0.0.1:\(crm)/ma
+                  secret_env: OUTBOUND_WEBHOOK_SECRET
+                """)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+            // The CRMs are down: each sync is still retrying when SIGTERM comes, and the grace ends it.
+            process.arguments = ["serve", "--config", config, "--port", "\(port)", "--log-level", "debug", "--log-format", "text",
+                                 "--shutdown-grace", "1s"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["DATABASE_URL"] = TestDatabase.text(url)
+            for (name, value) in secrets { environment[name] = value }
+            process.environment = environment
+            let errors = Pipe()
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = errors
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            async let logged = errors.fileHandleForReading.readToEnd()
+            let ready = try await eventually {
+                let response = try? await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/healthz"), timeout: .seconds(5))
+                return response?.status == .ok
+            }
+            #expect(ready, "serve did not come up")
+            process.terminate()
+            let text = String(decoding: try await logged ?? Data(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "a graceful stop: \(text.suffix(500))")
+            #expect(text.contains("debug"), "the debug level took effect: \(text.prefix(500))")
+            #expect(text.contains("was still running 1s after the shutdown signal") || text.contains("after the shutdown signal"),
+                    "the retrying syncs were stopped by --shutdown-grace: \(text.suffix(800))")
+            for (name, value) in secrets {
+                // The secret itself, and the part a log would show of a Basic credential or a whsec_ key.
+                let parts = [value, String(value.split(separator: ":").last ?? ""), value.replacingOccurrences(of: "whsec_", with: "")]
+                let leaked = text.split(separator: "\n").filter { line in parts.contains { !$0.isEmpty && line.contains($0) } }
+                #expect(leaked.isEmpty, "\(name) reached the log in \(leaked.count) lines, e.g. \(leaked.first ?? "")")
+            }
+        }
+    }
 }
