@@ -76,7 +76,8 @@ public struct StrictJSON {
             guard current == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
-            guard result[key] == nil else { throw error("duplicate member name") }
+            // Named (cut to 64 bytes): which member is repeated is what the sender needs to know.
+            guard result[key] == nil else { throw error("duplicate member \"\(String(decoding: key.utf8.prefix(64), as: UTF8.self))\"") }
             result[key] = try value(depth: depth + 1)
             skipWhitespace()
             switch current {
