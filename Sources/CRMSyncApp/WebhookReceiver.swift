@@ -23,7 +23,7 @@ public struct WebhookReceiver: Sendable {
     /// Batcher and HTTP server as services, in shutdown-safe order (see `InboxBatcherService`).
     public func services(host: String, port: Int, logger: Logger,
                          onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        let app = Application(router: router.router(), configuration: .init(address: .hostname(host, port: port)),
+        let app = Application(router: router.router(), server: WebhookRouter.server, configuration: .init(address: .hostname(host, port: port)),
                               onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) }, logger: logger)
         return [.init(service: InboxBatcherService(batcher)), .init(service: app)]
     }

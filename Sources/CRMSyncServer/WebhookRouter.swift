@@ -97,7 +97,10 @@ public struct WebhookRouter: Sendable {
     func reject(_ endpoint: String, _ reason: String, _ status: HTTPResponse.Status, _ message: String) -> Response {
         Counter(label: "crm_sync_webhook_rejects_total", dimensions: [("endpoint", endpoint), ("reason", reason)]).increment()
         logger.notice("webhook rejected", metadata: ["endpoint": "\(endpoint)", "reason": "\(reason)"])
-        return Self.reply(status, message)
+        var response = Self.reply(status, message)
+        // After an oversized body the connection is not reused: part of it may still be unread.
+        if status == .contentTooLarge { response.headers[.connection] = "close" }
+        return response
     }
 
     /// Standard Webhooks-signed engagement events: one event or an array.
@@ -105,13 +108,9 @@ public struct WebhookRouter: Sendable {
         guard let secret = settings.eventsSecret, let signer = try? StandardWebhookSigner(secret: secret) else {
             return reject("events", "not_configured", .notFound, "engagement events are not configured")
         }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: settings.maxBodyBytes)
-        } catch {
+        guard let bytes = await collect(request) else {
             return reject("events", "too_large", .contentTooLarge, "body over \(settings.maxBodyBytes) bytes")
         }
-        let bytes = Data(buffer: body)
         do {
             try signer.verify(
                 id: request.headers[.init("webhook-id")!], timestamp: request.headers[.init("webhook-timestamp")!],
@@ -145,9 +144,28 @@ public struct WebhookRouter: Sendable {
     }
 
     /// The request body up to the limit, or nil when it is larger.
+    /// How much of an oversized body is read (and thrown away) before the 413 goes out.
+    public static let drainLimit = 16 << 20
+
+    /// The body, or nil when it is over `maxBodyBytes`. The rest of an oversized body is read and
+    /// discarded up to `drainLimit`, so that a client that sends its whole body before reading the
+    /// answer (Python's urllib, many webhook senders) gets the 413 rather than a reset connection;
+    /// beyond that bound the connection is closed on it.
     func collect(_ request: Request) async -> Data? {
-        guard let body = try? await request.body.collect(upTo: settings.maxBodyBytes) else { return nil }
-        return Data(buffer: body)
+        var kept = ByteBuffer(), seen = 0
+        do {
+            for try await chunk in request.body {
+                seen += chunk.readableBytes
+                if seen <= settings.maxBodyBytes {
+                    kept.writeImmutableBuffer(chunk)
+                } else if seen > Self.drainLimit {
+                    return nil
+                }
+            }
+        } catch {
+            return nil
+        }
+        return seen <= settings.maxBodyBytes ? Data(buffer: kept) : nil
     }
 
     /// The configured connector of this kind and name.
