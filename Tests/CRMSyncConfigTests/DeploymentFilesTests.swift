@@ -37,7 +37,11 @@ import Yams
         #expect(services["migrate"]?["restart"] as? String == "no")
         for name in ["serve-1", "serve-2"] {
             let service = try #require(services[name])
-            #expect((service["command"] as? [String])?.first == "serve", "\(name)")
+            let command = try #require(service["command"] as? [String])
+            #expect(command.first == "serve", "\(name)")
+            // Compose's SIGKILL must come after serve's own grace has run out.
+            let grace = command.firstIndex(of: "--shutdown-grace").map { command[$0 + 1] }
+            #expect(grace == "10s" && service["stop_grace_period"] as? String == "20s", "\(name): \(command)")
             let health = try #require((service["healthcheck"] as? [String: Any])?["test"] as? [String])
             #expect(health.contains { $0.hasSuffix("/readyz") }, "\(name) health check")
             let after = try #require((service["depends_on"] as? [String: Any])?["migrate"] as? [String: Any])
