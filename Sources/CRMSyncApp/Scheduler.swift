@@ -52,7 +52,8 @@ public struct Scheduler: Service {
                 group.addTask {
                     await leased("sync:\(connector.name)", every: connector.pollInterval) {
                         let summary = try await HTTPClient.shared.withConnector(connector, logger: logger) { crm in
-                            try await SyncEngine(config: connector, connector: crm, client: client, logger: logger).run(full: false)
+                            try await SyncEngine(config: connector, connector: crm, client: client, logger: logger, replica: leases.holder)
+                                .run(full: false)
                         }
                         logger.info("sync finished", metadata: ["connector": "\(connector.name)", "run": "\(summary.run)", "records": "\(summary.records)", "summary": "\(summary)"])
                     }

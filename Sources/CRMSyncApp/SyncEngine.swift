@@ -42,25 +42,51 @@ public struct SyncEngine: Sendable {
     public let logger: Logger
     /// Receives a progress line now and then (stderr in the CLI).
     public let progress: @Sendable (String) -> Void
+    /// Who runs this sync, as `crm.sync_runs.replica` records it (the worker name under `serve`).
+    public let replica: String
 
-    public init(config: ConnectorConfig, connector: any CRMConnector, client: PostgresClient, logger: Logger, progress: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(config: ConnectorConfig, connector: any CRMConnector, client: PostgresClient, logger: Logger,
+                replica: String = WorkLeases.workerName(), progress: @escaping @Sendable (String) -> Void = { _ in }) {
         self.config = config
         self.connector = connector
         self.client = client
         self.logger = logger
+        self.replica = replica
         self.progress = progress
     }
 
+    /// Runs the sync and records it in `crm.sync_runs` (started, then succeeded or failed with
+    /// its error), so every replica and SQL user sees the same history.
     public func run(full: Bool) async throws -> Summary {
+        let run = String(UUID().uuidString.prefix(8)).lowercased()
+        try await registerConnector()
+        let log = SyncRunLog(client: client, logger: logger)
+        let id = try await log.start(run: run, connector: config.name, full: full, replica: replica)
+        do {
+            let summary = try await sync(full: full, run: run)
+            try await log.finish(id: id, totals: .init(records: summary.records, pages: summary.pages, retries: summary.retries), error: nil)
+            return summary
+        } catch {
+            let stats = connector.http.stats
+            // Recorded even when the run was cancelled (shutdown grace): a detached write, so the
+            // cancellation that ended the sync does not also lose the record of it.
+            let message = DatabaseError.describe(error)
+            try? await Task.detached { [log] in
+                try await log.finish(id: id, totals: .init(records: 0, pages: 0, retries: stats.retries), error: message)
+            }.value
+            throw error
+        }
+    }
+
+    private func sync(full: Bool, run: String) async throws -> Summary {
         let started = ContinuousClock.now
         var summary = Summary(connector: config.name)
-        summary.run = String(UUID().uuidString.prefix(8)).lowercased()
+        summary.run = run
         var logger = self.logger
         logger[metadataKey: "connector"] = "\(config.name)"
         logger[metadataKey: "run"] = "\(summary.run)"
         logger.info("sync started", metadata: ["full": "\(full)"])
         let writer = RecordWriter(connector: config.name, mapping: config.mapping)
-        try await registerConnector()
         if let listing = connector as? any PipelineListing {
             // Pipelines first: a stage nobody mapped is reported even before a deal enters it.
             let unmapped = try await PipelineStageStore().replace(
@@ -128,7 +154,6 @@ public struct SyncEngine: Sendable {
         summary.rateLimited = connector.http.stats.rateLimited
         summary.requests = connector.http.stats.requests
         summary.seconds = (ContinuousClock.now - started).seconds
-        Gauge(label: "crm_sync_last_success_timestamp_seconds", dimensions: [("connector", config.name)]).record(Date().timeIntervalSince1970)
         return summary
     }
 

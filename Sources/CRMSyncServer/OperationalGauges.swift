@@ -11,13 +11,16 @@ struct OperationalGauges: Sendable {
 
     func record() async {
         do {
-            for try await (job, lag) in try await client.query(
+            // From crm.sync_runs, whichever replica ran the sync: every replica reports the same.
+            for try await (connector, finished, lag) in try await client.query(
                 """
-                SELECT substr(job, 6), extract(epoch FROM now() - finished_at)::float8
-                  FROM crm.work_leases WHERE job LIKE 'sync:%' AND finished_at IS NOT NULL
+                SELECT connector, extract(epoch FROM max(finished_at))::float8, extract(epoch FROM now() - max(finished_at))::float8
+                  FROM crm.sync_runs WHERE status = 'succeeded'
+                 GROUP BY connector
                 """, logger: logger
-            ).decode((String, Double).self) {
-                Gauge(label: "crm_sync_sync_lag_seconds", dimensions: [("connector", job)]).record(lag)
+            ).decode((String, Double, Double).self) {
+                Gauge(label: "crm_sync_last_success_timestamp_seconds", dimensions: [("connector", connector)]).record(finished)
+                Gauge(label: "crm_sync_sync_lag_seconds", dimensions: [("connector", connector)]).record(lag)
             }
             for try await (pending, dead) in try await client.query(
                 """

@@ -299,6 +299,14 @@ import Testing
                 await state.startNewDay()
                 _ = try await sync(config, client: client)
                 compare(await Self.expected(state), try await actual(client))
+                // Both runs are on record for SQL users and every replica's gauges.
+                let runs = try await client.query(
+                    "SELECT status, error, records, replica IS NOT NULL FROM reporting.sync_runs WHERE connector = 'sf' ORDER BY started_at",
+                    logger: logger
+                ).collect().map { try $0.decode((String, String?, Int64, Bool).self) }
+                #expect(runs.map(\.0) == ["failed", "succeeded"], "\(runs)")
+                #expect(runs.first?.1?.contains("REQUEST_LIMIT_EXCEEDED") == true, "\(runs)")
+                #expect((runs.last?.2 ?? 0) > 0 && runs.allSatisfy(\.3), "\(runs)")
             }
         }
     }

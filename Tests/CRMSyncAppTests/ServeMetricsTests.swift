@@ -175,4 +175,60 @@ import Testing
             }
         }
     }
+
+    /// Two replicas on one database: only one runs the sync, and both `/metrics` report the same
+    /// last success for the connector, read from `crm.sync_runs` (issue 21).
+    @Test func everyReplicaReportsTheSameLastSuccess() async throws {
+        let data = SimulatedDataset.generate(seed: 33, deals: 100, now: Date())
+        let state = SimulatorState(data: data, seed: 33, rateLimit: (2_000, 1_000))
+        try await support.withSimulator(state) { simPort in
+            try await TestDatabase.with { client, url in
+                let config = try CommandLineTests().temporaryFile("crm-sync.yaml", """
+                    connectors:
+                      - name: hs
+                        kind: hubspot
+                        base_url: http://127.0.0.1:\(simPort)
+                        token_env: HUBSPOT_TOKEN
+                        mapping: \(TestDatabase.packageRoot)/Mappings/hubspot.yaml
+                        poll_interval: 1h
+                    """)
+                let ports = [try Self.freePort(), try Self.freePort()]
+                let processes = try ports.map { port in
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+                    process.arguments = ["serve", "--config", config, "--port", "\(port)", "--shutdown-grace", "1s"]
+                    var environment = ProcessInfo.processInfo.environment
+                    environment["DATABASE_URL"] = TestDatabase.text(url)
+                    environment["HUBSPOT_TOKEN"] = "sim-token"
+                    process.environment = environment
+                    process.standardOutput = FileHandle.nullDevice
+                    process.standardError = FileHandle.nullDevice
+                    try process.run()
+                    return process
+                }
+                defer { for process in processes where process.isRunning { process.terminate() } }
+                let synced = try await eventually(every: .milliseconds(200)) {
+                    try await client.query("SELECT count(*)::int8 FROM crm.sync_runs WHERE status = 'succeeded'", logger: TestDatabase.logger)
+                        .collect().first!.decode(Int64.self) == 1
+                }
+                #expect(synced, "one replica synced the connector")
+                let expected = try await client.query(
+                    "SELECT extract(epoch FROM finished_at)::float8 FROM crm.sync_runs WHERE status = 'succeeded'", logger: TestDatabase.logger
+                ).collect().first!.decode(Double.self)
+                var values: [Double?] = []
+                for port in ports {
+                    let ready = try await eventually(every: .milliseconds(200)) {
+                        (try? await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/healthz").get())?.status == .ok
+                    }
+                    #expect(ready, "replica on \(port) came up")
+                    let text = try await HTTPClient.shared.get(url: "http://127.0.0.1:\(port)/metrics").get().body.map { String(buffer: $0) } ?? ""
+                    values.append(Self.value(text, #"crm_sync_last_success_timestamp_seconds{connector="hs"}"#))
+                }
+                #expect(values.allSatisfy { $0 != nil && abs($0! - expected) < 0.001 }, "both replicas report \(expected): \(values)")
+                let replicas = try await client.query("SELECT count(DISTINCT replica)::int8 FROM crm.sync_runs", logger: TestDatabase.logger)
+                    .collect().first!.decode(Int64.self)
+                #expect(replicas == 1, "only one replica ran the sync")
+            }
+        }
+    }
 }
