@@ -23,8 +23,8 @@ public struct Scheduler: Service {
 
     /// `attributionInterval`: how often the attribution settings of the config are pushed and the
     /// figures of queued deals recomputed. Syncs and the inbox worker already recompute the deals they
-    /// change before they finish; this round catches whatever else was queued (a nurture tick's
-    /// touches, a psql session), and becomes the full refresh when the settings changed.
+    /// change before they finish; this round catches whatever else was queued (a psql session or a
+    /// script writing `crm.*`), and becomes the full refresh when the settings changed.
     /// `leaseTime`: how long a job's lease lasts without renewal; a worker that dies mid-job has its
     /// job taken over by another worker within this time.
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
