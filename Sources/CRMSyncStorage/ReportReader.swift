@@ -63,6 +63,9 @@ public struct ReportReader: Sendable {
         let margin = NSDecimalNumber(decimal: grossMargin).stringValue
         let halfLife = NSDecimalNumber(decimal: halfLifeDays).stringValue
         try await client.withTransaction(logger: logger) { connection in
+            // The refreshes' lock before the settings row: a refresh holds the lock and then stamps
+            // refreshed_at on that row, so taking them in the other order could deadlock with it.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('crm-sync attribution refresh'))", logger: logger)
             try await connection.query(
                 """
                 UPDATE crm.attribution_settings

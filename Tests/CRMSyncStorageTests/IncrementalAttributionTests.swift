@@ -355,4 +355,37 @@ import Testing
             expectSame(current, full, "after two refreshes at once")
         }
     }
+
+    /// `report roi` (settings pushed, then a refresh) beside syncs and inbox passes (refresh only),
+    /// on several connections at once: they queue on one lock instead of deadlocking on the
+    /// settings row the refreshes stamp.
+    @Test func refreshesWithAndWithoutASettingsPushNeverDeadlock() async throws {
+        try await TestDatabase.with { client, _ in
+            var g = SplitMix(seed: 19)
+            try await populate(client, &g)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<6 {
+                    group.addTask {
+                        for round in 0..<6 {
+                            try await client.query(
+                                "UPDATE crm.deals SET amount = amount + 1 WHERE external_id = \("d\((worker * 5 + round) % 30)")",
+                                logger: logger)
+                            if (worker + round) % 2 == 0 {
+                                try await ReportReader().refreshAttribution(
+                                    grossMargin: round % 3 == 0 ? 0.4 : 0.5, lookbackDays: 90, halfLifeDays: 7, full: false,
+                                    client: client, logger: logger)
+                            } else {
+                                try await ReportReader().refreshPendingAttribution(client: client, logger: logger)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await ReportReader().refreshPendingAttribution(client: client, logger: logger)
+            #expect(try await pending(client) == ["default": 0, "emea": 0])
+            let (current, full) = try await currentAndFull(client)
+            expectSame(current, full, "after refreshes at once")
+        }
+    }
 }
