@@ -24,8 +24,10 @@ public struct Scheduler: Service {
     /// The wall clock of the nurture tick and the outbox's backoff; tests pass their own.
     let clock: @Sendable () -> Date
 
-    /// `attributionInterval`: how often credits are recomputed, so reports stay current as deals
-    /// close and late touches arrive (a full refresh takes seconds at a million touches).
+    /// `attributionInterval`: how often the attribution settings of the config are pushed and the
+    /// figures of queued deals recomputed. Syncs and the inbox worker already recompute the deals they
+    /// change before they finish; this round catches whatever else was queued (a psql session or a
+    /// script writing `crm.*`), and becomes the full refresh when the settings changed.
     /// `leaseTime`: how long a job's lease lasts without renewal; a worker that dies mid-job has its
     /// job taken over by another worker within this time.
     public init(runtime: Runtime, client: PostgresClient, inboxInterval: Duration = .seconds(1),
@@ -64,7 +66,7 @@ public struct Scheduler: Service {
                 await leased("attribution", every: attributionInterval) {
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
-                        halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: logger)
+                        halfLifeDays: attribution.timeDecayHalfLifeDays, full: false, client: client, logger: logger)
                 }
             }
             group.addTask {

@@ -10,7 +10,8 @@ import PostgresNIO
 
 /// Runs one sync of one connector: every stream from its cursor (or from scratch with `full`),
 /// page by page, each page and its cursor committed together; then the delete channels; with
-/// `full`, records the CRM no longer returns are marked deleted.
+/// `full`, records the CRM no longer returns are marked deleted; last, the attribution figures of
+/// the deals it changed, so the reporting views reflect the sync when `run` returns.
 public struct SyncEngine: Sendable {
     public struct Summary: Sendable, CustomStringConvertible {
         public var connector: String
@@ -23,6 +24,8 @@ public struct SyncEngine: Sendable {
         public var rateLimited = 0
         public var requests = 0
         public var unmappedStages: Set<String> = []
+        /// Deals whose attribution the run recomputed at its end (see `ReportReader.refreshPendingAttribution`).
+        public var attributionDeals = 0
         public var seconds = 0.0
         /// Names this run in the logs (`run` metadata), so one sync's lines can be picked out of
         /// several replicas' interleaved output.
@@ -150,6 +153,10 @@ public struct SyncEngine: Sendable {
         for (table, seen) in seenByTable.sorted(by: { $0.key < $1.key }) {
             summary.deletions += try await markVanished(table: table, seen: seen)
         }
+        // The pages queued the deals they changed (triggers on crm.deals, links and touches): an
+        // analyst querying reporting.roi_by_campaign once the sync is done sees its deals counted.
+        summary.attributionDeals = try await ReportReader().refreshPendingAttribution(client: client, logger: logger)
+        logger.debug("attribution refreshed", metadata: ["deals": "\(summary.attributionDeals)"])
         summary.retries = connector.http.stats.retries
         summary.rateLimited = connector.http.stats.rateLimited
         summary.requests = connector.http.stats.requests

@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crm-sync-bench",
         abstract: "Benchmarks of crm-sync that print figures (see BENCHMARKS.md).",
-        subcommands: [SyncBench.self, AttributionBench.self, EventsBench.self, NurtureBench.self]
+        subcommands: [SyncBench.self, AttributionBench.self, IncrementalAttributionBench.self, EventsBench.self, NurtureBench.self]
     )
 }
 

@@ -277,6 +277,7 @@ struct Report: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "File to write, e.g. report.html (replaced if it exists).") var out: String
         @Option(help: "Only this workspace's figures (a connector's `workspace` in the config); default: every workspace.") var workspace: String?
+        @Flag(help: "Recompute every deal's attribution from scratch (crm.refresh_attribution()) instead of only the deals changed since the last refresh. Same figures; use it after writing to crm.* behind the triggers' back (e.g. with session_replication_role = replica).") var full = false
 
         func run() async throws {
             try await reportingFailures {
@@ -285,7 +286,7 @@ struct Report: AsyncParsableCommand {
                 let dashboard = try await runtime.withDatabase { client in
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
-                        halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
+                        halfLifeDays: attribution.timeDecayHalfLifeDays, full: full, client: client, logger: runtime.logger)
                     return try await DashboardReader().read(workspace: workspace, client: client, logger: runtime.logger)
                 }
                 let html = workspace.map { HTMLReport.render(dashboard, title: "crm-sync: marketing programme report, workspace \($0)") }
@@ -302,11 +303,19 @@ struct Report: AsyncParsableCommand {
     }
 
     struct ROI: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "roi", abstract: "ROI per campaign: (attributed revenue × gross margin − cost) ÷ cost.")
+        static let configuration = CommandConfiguration(
+            commandName: "roi", abstract: "ROI per campaign: (attributed revenue × gross margin − cost) ÷ cost.",
+            discussion: """
+                reporting.roi_by_campaign is already current after each sync, inbox pass and costs import (they \
+                recompute the deals they changed). This command pushes the config's attribution settings (a change \
+                recomputes every deal) and the deals still queued, then prints the view; --full recomputes every deal. \
+                How current the figures are: SELECT * FROM reporting.attribution_status().
+                """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Attribution model: first_touch, last_touch, linear, u_shaped, w_shaped, time_decay (default: all).") var model: String?
         @Option(help: "Output format: table, csv or json.") var format: String = "table"
         @Option(help: "Only this workspace's campaigns; default: every workspace (the table then shows which).") var workspace: String?
+        @Flag(help: "Recompute every deal's attribution from scratch (crm.refresh_attribution()) instead of only the deals changed since the last refresh. Same figures; use it after writing to crm.* behind the triggers' back (e.g. with session_replication_role = replica).") var full = false
 
         func validate() throws {
             guard ROIReport.Format(rawValue: format) != nil else { throw ValidationError("--format: expected table, csv or json") }
@@ -322,7 +331,7 @@ struct Report: AsyncParsableCommand {
                 let rows = try await runtime.withDatabase { client in
                     try await ReportReader().refreshAttribution(
                         grossMargin: attribution.grossMargin, lookbackDays: attribution.lookbackDays,
-                        halfLifeDays: attribution.timeDecayHalfLifeDays, client: client, logger: runtime.logger)
+                        halfLifeDays: attribution.timeDecayHalfLifeDays, full: full, client: client, logger: runtime.logger)
                     return try await ReportReader().roi(model: model, workspace: workspace, client: client, logger: runtime.logger)
                 }
                 print(ROIReport.render(rows, format: ROIReport.Format(rawValue: format)!))

@@ -4,7 +4,8 @@ import Logging
 import PostgresNIO
 
 /// Writes imported programme costs: one transaction per file; importing the same file twice
-/// leaves the same rows.
+/// leaves the same rows. Costs are read live by reporting.roi_by_campaign; the import then also
+/// recomputes whatever attribution was still queued, so the view is current when it returns.
 public struct CostStore: Sendable {
     public init() {}
 
@@ -21,7 +22,7 @@ public struct CostStore: Sendable {
                 currency: $0.currency, period: $0.period)
         }
         let json = try RecordWriter.json(rows)
-        return try await client.withTransaction(logger: logger) { connection in
+        let changed = try await client.withTransaction(logger: logger) { connection in
             try await connection.query(
                 "INSERT INTO crm.workspaces (name) VALUES (\(workspace)) ON CONFLICT (name) DO NOTHING", logger: logger)
             try await connection.query(
@@ -42,5 +43,7 @@ public struct CostStore: Sendable {
             ).collect()
             return changed.count
         }
+        try await ReportReader().refreshPendingAttribution(client: client, logger: logger)
+        return changed
     }
 }

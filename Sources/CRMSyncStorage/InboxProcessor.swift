@@ -30,15 +30,21 @@ public struct InboxProcessor: Sendable {
         self.batchSize = batchSize
     }
 
-    /// Works until nothing is pending (or only rows another worker holds).
+    /// Works until nothing is pending (or only rows another worker holds). When it applied anything,
+    /// it then recomputes the attribution figures of the deals the events changed (new touches, stage
+    /// changes, tombstones), so the reporting views reflect them when `drain` returns.
     @discardableResult
     public func drain() async throws -> Outcome {
         var total = Outcome()
         while true {
             let step = try await engagementBatch() + crmBatch()
             total = total + step
-            if step.applied + step.deadLettered == 0 { return total }
+            if step.applied + step.deadLettered == 0 { break }
         }
+        if total.applied > 0 {
+            try await ReportReader().refreshPendingAttribution(client: client, logger: logger)
+        }
+        return total
     }
 
     /// One batch of engagement events, set-based. The contact is found by the event's
