@@ -148,7 +148,9 @@ public struct Scheduler: Service {
                         throw lost
                     } catch {
                         // The round failed: free the job for the next round (the cursors were kept).
-                        try? await leases.finish(job, nextRoundIn: interval)
+                        // Stopped by a shutdown, it is due at once, so another replica takes it over
+                        // now rather than a poll interval later.
+                        try? await leases.finish(job, nextRoundIn: Task.isShuttingDownGracefully ? .zero : interval)
                         throw error
                     }
                 }
