@@ -22,10 +22,9 @@ public func eventually(
 /// unstructured task, so a hung `task` cannot hang the caller as well.
 public func ends<T: Sendable>(_ task: Task<T, any Error>, within bound: Duration) async throws -> Bool {
     let ended = Mutex(false)
-    let watcher = Task {
+    Task {
         _ = try? await task.value
         ended.withLock { $0 = true }
     }
-    _ = watcher
     return try await eventually(within: bound) { ended.withLock { $0 } }
 }

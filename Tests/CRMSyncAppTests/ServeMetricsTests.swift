@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CRMSimulator
+import CRMSyncStorage
 import CRMSyncTestSupport
 import Foundation
 import Testing
@@ -25,6 +26,23 @@ import Testing
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// Starts `crm-sync serve` against the test database, with `environment` added to this
+    /// process's own; stdout is dropped, stderr goes to `stderr` (dropped by default).
+    static func startServe(_ arguments: [String], database: DatabaseURL, environment: [String: String],
+                           stderr: Any = FileHandle.nullDevice) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+        process.arguments = ["serve"] + arguments
+        var merged = ProcessInfo.processInfo.environment
+        merged["DATABASE_URL"] = TestDatabase.text(database)
+        for (name, value) in environment { merged[name] = value }
+        process.environment = merged
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = stderr
+        try process.run()
+        return process
+    }
+
     @Test func metricsAreScrapedWhileTheSchedulerSyncs() async throws {
         let data = SimulatedDataset.generate(seed: 31, deals: 600, now: Date())
         // A tight rate limit makes the first sync take a few seconds, so scrapes see it under way.
@@ -44,16 +62,8 @@ import Testing
                         search_requests_per_second: 15
                         page_size: 50
                     """)
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-                process.arguments = ["serve", "--config", config, "--port", "\(port)"]
-                var environment = ProcessInfo.processInfo.environment
-                environment["DATABASE_URL"] = TestDatabase.text(url)
-                environment["HUBSPOT_TOKEN"] = "sim-token"
-                process.environment = environment
-                process.standardOutput = FileHandle.nullDevice
-                process.standardError = FileHandle.nullDevice
-                try process.run()
+                let process = try Self.startServe(["--config", config, "--port", "\(port)"], database: url,
+                                                  environment: ["HUBSPOT_TOKEN": "sim-token"])
                 defer { if process.isRunning { process.terminate() } }
 
                 let scrapes = Locked<[String]>([])
@@ -140,19 +150,11 @@ import Testing
                   url: http://127.0.0.1:\(crm)/ma
                   secret_env: OUTBOUND_WEBHOOK_SECRET
                 """)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-            // The CRMs are down: each sync is still retrying when SIGTERM comes, and the grace ends it.
-            process.arguments = ["serve", "--config", config, "--port", "\(port)", "--log-level", "debug", "--log-format", "text",
-                                 "--shutdown-grace", "1s"]
-            var environment = ProcessInfo.processInfo.environment
-            environment["DATABASE_URL"] = TestDatabase.text(url)
-            for (name, value) in secrets { environment[name] = value }
-            process.environment = environment
             let errors = Pipe()
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = errors
-            try process.run()
+            // The CRMs are down: each sync is still retrying when SIGTERM comes, and the grace ends it.
+            let process = try Self.startServe(
+                ["--config", config, "--port", "\(port)", "--log-level", "debug", "--log-format", "text", "--shutdown-grace", "1s"],
+                database: url, environment: secrets, stderr: errors)
             defer { if process.isRunning { process.terminate() } }
             async let logged = errors.fileHandleForReading.readToEnd()
             let ready = try await eventually {
@@ -199,17 +201,8 @@ import Testing
                     """)
                 let ports = [try Self.freePort(), try Self.freePort()]
                 let processes = try ports.map { port in
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-                    process.arguments = ["serve", "--config", config, "--port", "\(port)", "--shutdown-grace", "1s"]
-                    var environment = ProcessInfo.processInfo.environment
-                    environment["DATABASE_URL"] = TestDatabase.text(url)
-                    environment["HUBSPOT_TOKEN"] = "sim-token"
-                    process.environment = environment
-                    process.standardOutput = FileHandle.nullDevice
-                    process.standardError = FileHandle.nullDevice
-                    try process.run()
-                    return process
+                    try Self.startServe(["--config", config, "--port", "\(port)", "--shutdown-grace", "1s"], database: url,
+                                        environment: ["HUBSPOT_TOKEN": "sim-token"])
                 }
                 defer { for process in processes where process.isRunning { process.terminate() } }
                 let synced = try await eventually(every: .milliseconds(200)) {
